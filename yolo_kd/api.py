@@ -1,0 +1,70 @@
+"""One-call Python API: ``yolo_kd.train(student=..., teacher=..., data=..., **overrides)``."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoints import check_detection_model, load_checkpoint_model
+from .data import resolve_data
+from .errors import KDError
+
+
+def _check_student(student: str | Path) -> str:
+    path = Path(student)
+    if path.suffix == ".pt":
+        load_checkpoint_model(path, "student")  # clear errors + safe-mode load before Ultralytics loads it
+        return str(path)
+    if path.suffix in {".yaml", ".yml"}:
+        from ultralytics.utils.checks import check_yaml
+
+        try:
+            return str(check_yaml(str(path), hard=True))
+        except Exception:
+            raise KDError(f"student model YAML '{path}' not found: pass a local .yaml or an Ultralytics name like yolo11n.yaml") from None
+    raise KDError(f"student '{student}' must be a .pt checkpoint or a model .yaml")
+
+
+def train(
+    student: str | Path | nn.Module,
+    teacher: str | Path | None = None,
+    data: str | Path | None = None,
+    kd_cfg: str | Path | dict | None = None,
+    **overrides: Any,
+):
+    """Train ``student`` with distillation from ``teacher`` and return the finished :class:`KDTrainer`.
+
+    Args:
+        student: ``.pt`` (fine-tune), model ``.yaml`` (from scratch) or a DetectionModel used as is (e.g. pruned).
+        teacher: trained teacher ``.pt``; None trains the student without distillation.
+        data: dataset YAML, or ``synthetic[:tiny|small|bench]``.
+        kd_cfg: distillation YAML path or dict; ``kd_<key>=value`` keyword overrides win over it.
+        **overrides: any Ultralytics training argument (epochs, imgsz, batch, device, project, name, ...).
+    Returns:
+        the trainer; ``.best``/``.last`` are the checkpoints, ``.save_dir`` the run folder, ``.metrics`` the final metrics.
+    """
+    from .trainer import KDTrainer
+
+    args = {"project": str(Path("runs") / "kd"), **overrides, "data": resolve_data(data)}
+    if teacher is not None:
+        args["teacher"] = str(teacher)
+    if kd_cfg is not None:
+        args["kd_cfg"] = kd_cfg
+    module = None
+    if isinstance(student, nn.Module):
+        check_detection_model(student, "student module")
+        module = deepcopy(student)
+        args["model"] = getattr(student, "pt_path", None) or (student.yaml.get("yaml_file") if isinstance(getattr(student, "yaml", None), dict) else None) or "student"
+    elif args.get("resume"):
+        args["model"] = str(args["resume"] if isinstance(args["resume"], (str, Path)) else student)
+        args["resume"] = args["model"]
+    else:
+        args["model"] = _check_student(student)
+    trainer = KDTrainer(overrides=args)
+    if module is not None:
+        trainer.model = module
+    trainer.train()
+    return trainer

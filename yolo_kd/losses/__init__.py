@@ -1,0 +1,20 @@
+"""Distillation losses: pure functions (``logit_losses``, ``feature_losses``) and the name registries."""
+
+from .feature_losses import MGDGenerator, cwd_loss, score_weighted_mse_loss
+from .logit_losses import CLASS_KL, box_distillation_loss, class_distillation_loss, teacher_confidence
+
+#: feature loss names accepted in the config (``feat_loss``)
+FEATURE_LOSSES = ("cwd", "mgd", "mse")
+#: class loss names accepted in the config (``cls_loss``)
+CLASS_LOSSES = tuple(CLASS_KL)
+
+__all__ = [
+    "CLASS_LOSSES",
+    "FEATURE_LOSSES",
+    "MGDGenerator",
+    "box_distillation_loss",
+    "class_distillation_loss",
+    "cwd_loss",
+    "score_weighted_mse_loss",
+    "teacher_confidence",
+]

@@ -1,0 +1,267 @@
+"""``KDTrainer``: Ultralytics' DetectionTrainer with a frozen teacher distilling into the student.
+
+Use it like any Ultralytics trainer::
+
+    YOLO("yolo11n.yaml").train(trainer=KDTrainer, data="my.yaml", teacher="teacher.pt", kd_cls=1.0)
+
+Distillation settings travel as ``teacher``, ``kd_cfg`` and ``kd_<key>`` overrides; they are taken
+out before Ultralytics validates its own arguments, carried to DDP workers inside the callbacks
+(which the launcher pickles), and stored in ``last.pt`` for ``resume``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK
+from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer, torch_distributed_zero_first, unwrap_model
+
+from .checkpoints import load_checkpoint_model
+from .config import KDConfig, kd_weight_multiplier, load_kd_config
+from .distill_model import KD_TERMS, KDModel
+from .errors import KDError
+from .fileio import atomic_path, write_text_atomic
+
+
+@dataclass
+class KDSettings:
+    """Teacher path + resolved config. Registered as a callback so the DDP launcher carries it to workers."""
+
+    teacher: str | None
+    config: dict = field(default_factory=dict)
+
+    def __call__(self, trainer) -> None:  # on_pretrain_routine_end: say what is being distilled
+        if self.teacher and RANK in {-1, 0}:
+            terms = ", ".join(getattr(unwrap_model(trainer.model), "terms", ())) or "none"
+            LOGGER.info(f"yolo_kd: distilling from {self.teacher} (terms: {terms}; {self.config})")
+
+
+def pop_kd_overrides(overrides: dict[str, Any]) -> tuple[str | None, Any, dict[str, Any]]:
+    """Remove ``teacher``, ``kd_cfg`` and ``kd_<key>`` entries from ``overrides`` (in place)."""
+    teacher = overrides.pop("teacher", None)
+    kd_cfg = overrides.pop("kd_cfg", None)
+    kd = {k[3:]: overrides.pop(k) for k in list(overrides) if k.startswith("kd_")}
+    return (str(teacher) if teacher else None), kd_cfg, kd
+
+
+def _find_settings(callbacks: dict | None) -> KDSettings | None:
+    for fns in (callbacks or {}).values():
+        for fn in fns:
+            if isinstance(fn, KDSettings):
+                return fn
+    return None
+
+
+def _kd_schedule_step(trainer: "KDTrainer") -> None:
+    """on_train_batch_start: set the distillation multiplier for this batch from the schedule."""
+    model = unwrap_model(trainer.model)
+    if not isinstance(model, KDModel):
+        return
+    nb = max(len(trainer.train_loader), 1)
+    trainer.kd_batch = 0 if getattr(trainer, "kd_batch_epoch", None) != trainer.epoch else trainer.kd_batch + 1
+    trainer.kd_batch_epoch = trainer.epoch
+    progress = (trainer.epoch + trainer.kd_batch / nb) / max(trainer.epochs, 1)
+    model.kd_scale = kd_weight_multiplier(model.kd_config, trainer.epoch, progress, trainer.epochs, trainer.args.close_mosaic)
+
+
+class KDTrainer(DetectionTrainer):
+    """Detection trainer whose loss adds class-logit, DFL-box and neck-feature distillation from a teacher.
+
+    Extra overrides (all optional except ``teacher`` for distillation): ``teacher`` (path to a trained
+    ``.pt``; None trains without distillation), ``kd_cfg`` (YAML path or dict), ``kd_<key>`` (one
+    setting of ``cfg/kd_default.yaml``).
+    """
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides: dict | None = None, _callbacks: dict | None = None):
+        overrides = dict(overrides or {})
+        teacher, kd_cfg, kd = pop_kd_overrides(overrides)
+        carried = _find_settings(_callbacks)
+        super().__init__(cfg, overrides, _callbacks)
+        saved = self._saved_kd_state() if self.resume else {}
+        if carried is not None and teacher is None and kd_cfg is None and not kd:  # DDP worker
+            teacher, config = carried.teacher, load_kd_config(carried.config)
+        else:
+            teacher = teacher or saved.get("teacher")
+            base = kd_cfg if kd_cfg is not None else saved.get("config")
+            config = load_kd_config(base, **kd)
+        self.kd_config: KDConfig = config
+        self.teacher_path = str(Path(teacher).resolve()) if teacher else None
+        self.teacher = self._load_teacher() if teacher else None
+        self.kd_settings = KDSettings(self.teacher_path, config.to_dict())
+        if _find_settings(self.callbacks) is None:
+            self.add_callback("on_pretrain_routine_end", self.kd_settings)
+        self.add_callback("on_train_batch_start", _kd_schedule_step)
+        self._skipped_steps = 0
+        if RANK in {-1, 0}:
+            write_text_atomic(self.save_dir / "kd.yaml", yaml.safe_dump({"teacher": self.teacher_path, **config.to_dict()}, sort_keys=False))
+
+    # ----- set-up -----
+    def _saved_kd_state(self) -> dict:
+        try:
+            ckpt = torch.load(self.args.resume, map_location="cpu", weights_only=False)
+        except Exception:
+            return {}
+        return ckpt.get("yolo_kd") or {}
+
+    def _load_teacher(self) -> torch.nn.Module:
+        """Load the teacher and check it against the dataset before any training starts."""
+        teacher, _ = load_checkpoint_model(self.teacher_path, "teacher")
+        t_names = list(dict(teacher.names).values()) if isinstance(teacher.names, dict) else list(teacher.names)
+        d_names = list(self.data["names"].values())
+        if len(t_names) != len(d_names):
+            raise KDError(
+                f"teacher has {len(t_names)} classes but the dataset has {len(d_names)}: "
+                "distill only from a teacher trained on the same classes"
+            )
+        if t_names != d_names:
+            diff = next(f"{i}: '{a}' vs '{b}'" for i, (a, b) in enumerate(zip(t_names, d_names)) if a != b)
+            raise KDError(f"teacher class names differ from the dataset's (class {diff}): use a teacher trained on this dataset")
+        return teacher
+
+    def get_model(self, cfg=None, weights=None, verbose: bool = True):
+        """Build the student. A module whose shapes differ from its YAML (e.g. pruned) is used as it is."""
+        model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
+        if weights is None:
+            return model
+        fresh = model.state_dict()
+        if any(k not in fresh or fresh[k].shape != v.shape for k, v in weights.state_dict().items() if "dfl" not in k):
+            if int(weights.model[-1].nc) != int(self.data["nc"]):
+                raise KDError(f"student has {weights.model[-1].nc} classes but the dataset has {self.data['nc']}")
+            LOGGER.info("yolo_kd: student shapes differ from its YAML (pruned?): training the given module as is")
+            return weights.float().train()
+        model.load(weights)
+        return model
+
+    def setup_model(self):
+        ckpt = super().setup_model()
+        self._resume_kd = (ckpt or {}).get("yolo_kd") or {}
+        return ckpt
+
+    def set_model_attributes(self):
+        """Attach dataset attributes to the student, then wrap it with the teacher and adapters."""
+        super().set_model_attributes()
+        if self.teacher is None or isinstance(unwrap_model(self.model), KDModel):
+            return
+        if self.args.compile:
+            LOGGER.warning("yolo_kd: 'compile' is not supported with distillation and is disabled")
+            self.args.compile = False
+        n_student = sum(p.numel() for p in self.model.parameters())
+        n_teacher = sum(p.numel() for p in self.teacher.parameters())
+        if n_student > n_teacher:
+            LOGGER.warning(f"yolo_kd: the student ({n_student:,} params) is larger than the teacher ({n_teacher:,})")
+        if self.device.type == "cuda" and self.kd_config.teacher_half:
+            self.teacher.half()
+        self.model = KDModel(self.model, self.teacher, self.kd_config)
+        for name in ("adapters", "generators"):
+            state = getattr(self, "_resume_kd", {}).get(name)
+            if state is not None and getattr(self.model, name) is not None:
+                getattr(self.model, name).load_state_dict(state)
+
+    def _load_checkpoint_state(self, ckpt: dict) -> None:
+        """Resume: the checkpoint's EMA is the bare student; rebuild the wrapped EMA around it."""
+        model = unwrap_model(self.model)
+        if not isinstance(model, KDModel) or ckpt.get("ema") is None:
+            return super()._load_checkpoint_state(ckpt)
+        super()._load_checkpoint_state({**ckpt, "ema": None})
+        self.ema = ModelEMA(self.model)
+        self.ema.ema.student_model.load_state_dict(ckpt["ema"].float().state_dict())
+        for name in ("adapters", "generators"):
+            state = (ckpt.get("yolo_kd") or {}).get(name)
+            if state is not None and getattr(self.ema.ema, name) is not None:
+                getattr(self.ema.ema, name).load_state_dict(state)
+        self.ema.updates = ckpt["updates"]
+
+    # ----- training step -----
+    def optimizer_step(self):
+        """Ultralytics' step, but a step whose gradients are not finite is skipped (warned once)."""
+        self.scaler.unscale_(self.optimizer)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+        if not torch.isfinite(norm):
+            self._skipped_steps += 1
+            if self._skipped_steps == 1:
+                LOGGER.warning("yolo_kd: non-finite gradients, skipping this optimizer step (warned once)")
+            self.optimizer.zero_grad()
+            self.scaler.update()
+            return
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad()
+        if self.ema:
+            self.ema.update(self.model)
+
+    def label_loss_items(self, loss_items=None, prefix="train"):
+        """Validation has no teacher, so its loss columns leave out the distillation terms."""
+        if prefix == "val":
+            if loss_items is None:
+                return [f"val/{x}" for x in self.loss_names if x not in KD_TERMS]
+            loss_items = {k: v for k, v in loss_items.items() if k not in KD_TERMS}
+        return super().label_loss_items(loss_items, prefix)
+
+    # ----- checkpoints: student only, written atomically -----
+    def save_model(self):
+        """Save ``last.pt``/``best.pt`` holding the bare student; ``last.pt`` also carries adapter tensors for resume."""
+        wrapper = self.ema.ema
+        kd = isinstance(wrapper, KDModel)
+        targets = {"last": self.last, "best": self.best}
+        temps = {k: v.with_name(f".{v.name}.tmp") for k, v in targets.items()}
+        if kd:
+            self.ema.ema = wrapper.student_model
+        self.last, self.best = temps["last"], temps["best"]
+        try:
+            saved = super().save_model()
+            if kd:
+                ckpt = torch.load(temps["last"], map_location="cpu", weights_only=False)
+                ckpt["yolo_kd"] = {
+                    "teacher": self.teacher_path,
+                    "config": self.kd_config.to_dict(),
+                    **{n: getattr(wrapper, n).state_dict() for n in ("adapters", "generators") if getattr(wrapper, n) is not None},
+                }
+                torch.save(ckpt, temps["last"])
+            for k in ("best", "last"):  # best first: last.pt is the resume point and is replaced last
+                if temps[k].exists():
+                    os.replace(temps[k], targets[k])
+        except OSError as e:
+            raise KDError(
+                f"could not write checkpoints to '{targets['last'].parent}' ({e.strerror or e}): free disk space or "
+                "choose another --project; the previous last.pt/best.pt are intact"
+            ) from e
+        finally:
+            self.ema.ema = wrapper
+            self.last, self.best = targets["last"], targets["best"]
+            for t in temps.values():
+                t.unlink(missing_ok=True)
+        return saved
+
+    def final_eval(self):
+        """Strip optimizer and distillation state from ``last.pt``/``best.pt`` atomically, then validate ``best.pt``."""
+        with torch_distributed_zero_first(LOCAL_RANK):
+            if RANK in {-1, 0}:
+                ckpt = self._strip(self.last) if self.last.exists() else {}
+                if self.best.exists():
+                    self._strip(self.best, {"train_results": ckpt.get("train_results")})
+        if self.best.exists():
+            LOGGER.info(f"\nValidating {self.best}...")
+            self.validator.args.plots = self.args.plots
+            self.validator.args.compile = False
+            self.metrics = self.validator(model=self.best)
+            self.metrics.pop("fitness", None)
+            self.epoch += 1
+            self.run_callbacks("on_fit_epoch_end")
+            self.epoch -= 1
+
+    @staticmethod
+    def _strip(path: Path, updates: dict | None = None) -> dict:
+        with atomic_path(path) as tmp:
+            ckpt = strip_optimizer(path, str(tmp), updates)
+            if not ckpt:
+                raise KDError(f"checkpoint '{path}' could not be finalised: it is unreadable")
+            if "yolo_kd" in ckpt:
+                ckpt.pop("yolo_kd")
+                torch.save(ckpt, tmp)
+        return ckpt
