@@ -19,10 +19,11 @@ def _check_student(student: str | Path) -> str:
         load_checkpoint_model(path, "student")  # clear errors + safe-mode load before Ultralytics loads it
         return str(path)
     if path.suffix in {".yaml", ".yml"}:
-        from ultralytics.utils.checks import check_yaml
+        from ultralytics.nn.tasks import yaml_model_load
 
         try:
-            return str(check_yaml(str(path), hard=True))
+            yaml_model_load(str(path))  # resolves Ultralytics names like yolo11n.yaml (scale "n" of yolo11.yaml)
+            return str(path)
         except Exception:
             raise KDError(f"student model YAML '{path}' not found: pass a local .yaml or an Ultralytics name like yolo11n.yaml") from None
     raise KDError(f"student '{student}' must be a .pt checkpoint or a model .yaml")
@@ -48,7 +49,9 @@ def train(
     """
     from .trainer import KDTrainer
 
-    args = {"project": str(Path("runs") / "kd"), **overrides, "data": resolve_data(data)}
+    args = {**overrides, "data": resolve_data(data)}
+    # Ultralytics nests relative projects under its global runs_dir; users expect ./runs/kd/<name>
+    args["project"] = str(Path(args.get("project") or Path("runs") / "kd").resolve())
     if teacher is not None:
         args["teacher"] = str(teacher)
     if kd_cfg is not None:

@@ -24,6 +24,9 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or target.suffix or ".tmp", dir=target.parent)
         os.close(fd)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
     except OSError as e:
         raise KDError(f"cannot write to '{target.parent}' ({e.strerror}): choose a writable output folder") from e
     tmp = Path(tmp)
