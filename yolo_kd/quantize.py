@@ -12,8 +12,8 @@ consumers (every C3k2/SPPF/Concat branch), so most convolutions run in float bet
 from __future__ import annotations
 
 import logging
-import math
 import platform
+import shutil
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -374,11 +374,11 @@ def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> 
     with tempfile.TemporaryDirectory(prefix="yolo_kd_x_", dir=out.parent if out.parent.exists() else None) as tmp:
         src = Path(tmp) / "model.pt"
         # export beside a copy so Ultralytics never writes next to the user's checkpoint
-        src.write_bytes(Path(yolo.ckpt_path).read_bytes())
+        shutil.copyfile(yolo.ckpt_path, src)
         from ultralytics import YOLO
 
         f = YOLO(str(src)).export(format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False,
-                                  batch=1, device="cpu", verbose=False)
+                                  batch=1, verbose=False)
         if not f or not Path(f).is_file():
             raise KDError("Ultralytics ONNX export produced no file: check the log above and the model checkpoint")
         with atomic_path(out) as tmp_out:
