@@ -127,13 +127,14 @@ def optimized_model(path: str | Path, level: str = "all", threads: int = 1) -> o
         return onnx.load(so.optimized_model_filepath)
 
 
-def _origin(name: str, originals: list[str]) -> str | None:
-    """The original node an optimised node came from: ORT keeps the name as a prefix (``X_token_3``, ``X_output_0_nchwc``)."""
+def _origin(name: str, keys: dict[str, str]) -> str | None:
+    """The original Conv an optimised node came from. ORT derives new names from the original node name
+    (``X_token_3``) or from its output tensor (``out_nchwc``); ``keys`` maps both to the node name. Longest match wins."""
     best = None
-    for o in originals:
-        if name.startswith(o) and (best is None or len(o) > len(best)):
-            best = o
-    return best
+    for key in keys:
+        if (name == key or name.startswith(key + "_")) and (best is None or len(key) > len(best)):
+            best = key
+    return keys[best] if best is not None else None
 
 
 def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
@@ -145,6 +146,8 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
     original = onnx.load(str(path))
     macs = conv_macs(original)
     names = sorted(macs)
+    keys = {o: n.name for n in original.graph.node if n.op_type == "Conv" for o in n.output[:1]}
+    keys.update({n: n for n in names})
     opt = optimized_model(path, level)
     producer = {o: n for n in opt.graph.node for o in n.output}
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -173,7 +176,7 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
             kind = "float_qdq" if near_qdq(node) else "float"
         else:
             continue
-        origin = _origin(node.name, names) or node.name
+        origin = _origin(node.name, keys) or node.name
         found[origin] = ConvKernel(origin, macs.get(origin, 0), kind, node.op_type)
     convs = [found.get(n) or ConvKernel(n, macs[n], "float", "fused-away") for n in names]
     convs += [c for n, c in found.items() if n not in macs]

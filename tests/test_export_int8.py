@@ -1,0 +1,251 @@
+"""INT8 ONNX export: INT8 agrees with FP32, float-kept nodes stay float, kernel-share counting, bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from yolo_kd.errors import KDError, run_cli
+from yolo_kd.onnx_graph import conv_macs, kernel_share
+from yolo_kd.quantize import (
+    QuantSettings,
+    calibration_files,
+    export_int8,
+    float_node_groups,
+    letterbox_tensor,
+    quantize_onnx,
+)
+
+IMGSZ = 128
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(best.pt, data.yaml): yolo11n trained 3 epochs on the tiny shapes preset."""
+    from ultralytics import YOLO
+
+    from yolo_kd.synthetic import make_shapes_dataset
+
+    root = tmp_path_factory.mktemp("int8")
+    data = make_shapes_dataset(root / "data", "tiny")
+    YOLO("yolo11n.yaml").train(data=str(data), epochs=3, imgsz=IMGSZ, batch=16, device="cpu", workers=0, plots=False,
+                               project=str(root / "runs"), name="t", exist_ok=True, seed=0, verbose=False, val=False)
+    return root / "runs" / "t" / "weights" / "last.pt", Path(data)
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    model, data = trained
+    out = tmp_path_factory.mktemp("export")
+    return export_int8(model, data, imgsz=IMGSZ, calib_images=16, out_dir=out)
+
+
+def _session(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _iou(a, b):
+    """IoU of xywh boxes a (N, 4) and b (N, 4), row by row."""
+    a1, a2 = a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2
+    b1, b2 = b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2
+    inter = np.clip(np.minimum(a2, b2) - np.maximum(a1, b1), 0, None).prod(1)
+    return inter / (a[:, 2:].prod(1) + b[:, 2:].prod(1) - inter)
+
+
+def test_int8_detections_agree_with_fp32(exported, trained):
+    _, data = trained
+    files = sorted((data.parent / "images" / "val").glob("*.png"))[:6]
+    fp32, int8 = _session(exported.fp32_onnx), _session(exported.int8_onnx)
+    name = fp32.get_inputs()[0].name
+    for f in files:
+        x = letterbox_tensor(cv2.imread(str(f)), IMGSZ)
+        assert x.shape == (1, 3, IMGSZ, IMGSZ) and 0 <= x.min() and x.max() <= 1
+        p, q = fp32.run(None, {name: x})[0][0], int8.run(None, {name: x})[0][0]  # (4 + nc, anchors)
+        assert p.shape == q.shape and np.isfinite(q).all()
+        top = np.argsort(-p[4:].max(0))[:10]  # the 10 most confident FP32 candidates
+        assert np.median(_iou(p[:4, top].T, q[:4, top].T)) > 0.9
+        assert (p[4:, top].argmax(0) == q[4:, top].argmax(0)).mean() >= 0.8
+        assert np.abs(p[4:, top].max(0) - q[4:, top].max(0)).max() < 0.1
+        assert q[4:, top].max() > 0  # scores are not rounded to zero
+
+
+def test_outputs_and_metadata(exported):
+    assert exported.fp32_onnx.is_file() and exported.int8_onnx.is_file()
+    assert exported.int8_onnx.stat().st_size < 0.45 * exported.fp32_onnx.stat().st_size
+    meta = {p.key: p.value for p in onnx.load(str(exported.int8_onnx)).metadata_props}
+    assert "names" in meta and meta["task"] == "detect"
+    leftovers = [p.name for p in exported.int8_onnx.parent.iterdir() if p.name.startswith(".") or "yolo_kd_" in p.name]
+    assert leftovers == []
+    assert exported.calib_images == 16 and exported.calib_split == "train"
+
+
+def test_float_kept_nodes_are_float(exported):
+    model = onnx.load(str(exported.int8_onnx))
+    nodes = {n.name: n for n in model.graph.node}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name: i for i in model.graph.initializer}
+    heads = exported.float_nodes["head"]
+    assert len(heads) == 6 and all(h.endswith("2/Conv") for h in heads)  # cv2.i.2 / cv3.i.2 of the Detect head
+    for h in heads:  # weights stay float initializers, not dequantized INT8
+        w = nodes[h].input[1]
+        assert w in inits and inits[w].data_type == TensorProto.FLOAT
+    (concat,) = exported.float_nodes["concat"]
+    assert nodes[concat].output[0] == model.graph.output[0].name  # boxes and scores joined in float
+    assert all(producer[i].op_type != "DequantizeLinear" for i in nodes[concat].input)
+    for name in exported.float_nodes["dfl"]:
+        assert nodes[name].op_type not in {"QuantizeLinear", "DequantizeLinear"}
+        assert all(i not in producer or producer[i].op_type != "DequantizeLinear" for i in nodes[name].input)
+    # after onnxruntime's optimisation the float-kept convs are float kernels and the rest is INT8
+    share = kernel_share(exported.int8_onnx)
+    kinds = {c.name: c.kind for c in share.convs}
+    assert all(kinds[h] != "int8" for h in heads)
+    assert share.n_int8 == share.n_conv - len(heads) - 1  # every conv but the 6 head convs and the DFL conv
+    assert share.int8_mac_share > 0.9
+
+
+def test_float_node_groups_on_fp32(exported):
+    groups = float_node_groups(onnx.load(str(exported.fp32_onnx)))
+    assert sorted(groups["head"]) == sorted(exported.float_nodes["head"])
+    assert any("dfl" in n and n.endswith("Conv") for n in groups["dfl"])
+    assert any(n.endswith("Sigmoid") for n in groups["dfl"])
+    assert set(groups["head"]).isdisjoint(groups["dfl"])
+
+
+def _two_conv_model(path: Path) -> Path:
+    """images (1,3,16,16) -> conv_a 3x3 3->8 pad 1 -> conv_b 1x1 8->8 -> out."""
+    rng = np.random.default_rng(0)
+    wa = numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "wa")
+    wb = numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32), "wb")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["images", "wa"], ["a"], name="conv_a", pads=[1, 1, 1, 1]),
+         helper.make_node("Conv", ["a", "wb"], ["out"], name="conv_b")],
+        "two_conv",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [wa, wb],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_kernel_share_counts_known_graph(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
+    fp32 = _two_conv_model(tmp_path / "two.onnx")
+    macs = conv_macs(onnx.load(str(fp32)))
+    assert macs == {"conv_a": 16 * 16 * 8 * 3 * 9, "conv_b": 16 * 16 * 8 * 8}
+    share = kernel_share(fp32)
+    assert (share.n_conv, share.n_int8, share.int8_mac_share) == (2, 0, 0.0)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"images": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)} for i in range(4)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    q = tmp_path / "two_q.onnx"
+    quantize_static(str(fp32), str(q), Reader(), nodes_to_exclude=["conv_a"], activation_type=QuantType.QUInt8)
+    share = kernel_share(q)
+    kinds = {c.name: c.kind for c in share.convs}
+    assert kinds == {"conv_a": "float_qdq", "conv_b": "int8"}  # conv_a feeds a QuantizeLinear: overhead, no gain
+    assert share.summary()["int8"] == 1 and share.summary()["float_qdq"] == 1
+    assert share.int8_mac_share == pytest.approx(16384 / (16384 + 55296))
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+def test_missing_model(tmp_path, trained, capsys):
+    from yolo_kd.commands.export_int8 import main
+
+    _, data = trained
+    code = run_cli(main, ["--model", str(tmp_path / "nope.pt"), "--data", str(data), "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "not found" in err and "best.pt" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_not_a_detection_model(tmp_path, trained):
+    from ultralytics import YOLO
+
+    _, data = trained
+    cls = tmp_path / "cls.pt"
+    YOLO("yolo11n-cls.yaml").save(str(cls))
+    with pytest.raises(KDError, match="'classify' model"):
+        export_int8(cls, data, imgsz=IMGSZ, out_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def _yaml(tmp_path, train_dir) -> Path:
+    val = tmp_path / "val"
+    val.mkdir(exist_ok=True)
+    cv2.imwrite(str(val / "v.png"), np.zeros((32, 32, 3), np.uint8))
+    y = tmp_path / "d.yaml"
+    y.write_text(f"path: {tmp_path}\ntrain: {train_dir}\nval: val\nnames:\n  0: a\n")
+    return y
+
+
+def test_empty_and_unreadable_calibration(tmp_path, trained):
+    model, _ = trained
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KDError, match="no calibration images"):
+        export_int8(model, _yaml(tmp_path, "empty"), imgsz=IMGSZ, out_dir=tmp_path / "o1")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.jpg").write_bytes(b"not an image")
+    with pytest.raises(KDError, match="could be read"):
+        export_int8(model, _yaml(tmp_path, "broken"), imgsz=IMGSZ, out_dir=tmp_path / "o2")
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_more_calibration_images_than_split(trained):
+    _, data = trained
+    files, notes = calibration_files(data, 10_000)
+    assert len(files) == 48 and len(set(files)) == 48  # the whole tiny train split
+    assert any("using all 48" in n for n in notes)
+    few, _ = calibration_files(data, 5)
+    assert len(few) == 5 and all("/train/" in str(f) for f in few)
+
+
+def test_unwritable_output_and_no_partial_file(tmp_path, trained, monkeypatch):
+    model, data = trained
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(KDError, match="cannot write"):
+        export_int8(model, data, imgsz=IMGSZ, out_dir=blocker / "sub")
+    # a failure during quantization leaves no INT8 file and no temporary file behind
+    import onnxruntime.quantization as oq
+
+    fp32 = _two_conv_model(tmp_path / "two.onnx")
+    out = tmp_path / "q"
+    out.mkdir()
+
+    def boom(*a, **k):
+        Path(a[1]).write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(oq, "quantize_static", boom)
+    with pytest.raises(RuntimeError):
+        quantize_onnx(fp32, out / "two_int8.onnx", [tmp_path / "x.png"], 16, keep_float="none", settings=QuantSettings())
+    assert list(out.iterdir()) == []
+
+
+def test_bad_options(trained):
+    model, data = trained
+    with pytest.raises(KDError, match="keep-float"):
+        export_int8(model, data, keep_float="heads")
+    with pytest.raises(KDError, match="multiple of 32"):
+        export_int8(model, data, imgsz=100)
+    with pytest.raises(KDError, match="at least 1"):
+        calibration_files(data, 0)
