@@ -12,6 +12,7 @@ out before Ultralytics validates its own arguments, carried to DDP workers insid
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ def _find_settings(callbacks: dict | None) -> KDSettings | None:
     return None
 
 
+def _saved_kd_state(checkpoint: str | Path) -> dict:
+    """Distillation state stored in a run's ``last.pt`` (teacher path, config, adapter tensors)."""
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    except Exception:
+        return {}  # Ultralytics reports a missing/unreadable resume checkpoint itself
+    return ckpt.get("yolo_kd") or {}
+
+
 def _kd_schedule_step(trainer: "KDTrainer") -> None:
     """on_train_batch_start: set the distillation multiplier for this batch from the schedule."""
     model = unwrap_model(trainer.model)
@@ -82,37 +92,44 @@ class KDTrainer(DetectionTrainer):
         overrides = dict(overrides or {})
         teacher, kd_cfg, kd = pop_kd_overrides(overrides)
         carried = _find_settings(_callbacks)
+        if carried is not None and teacher is None and kd_cfg is None and not kd:  # rebuilt in a DDP worker
+            teacher, kd_cfg = carried.teacher, carried.config
+        resume = overrides.get("resume")
+        saved = _saved_kd_state(resume) if isinstance(resume, (str, Path)) else {}
+        teacher = teacher or saved.get("teacher")
+        # validate everything we can before Ultralytics creates the run folder
+        config = load_kd_config(kd_cfg if kd_cfg is not None else saved.get("config"), **kd)
+        self.teacher = load_checkpoint_model(teacher, "teacher")[0] if teacher else None
         super().__init__(cfg, overrides, _callbacks)
-        saved = self._saved_kd_state() if self.resume else {}
-        if carried is not None and teacher is None and kd_cfg is None and not kd:  # DDP worker
-            teacher, config = carried.teacher, load_kd_config(carried.config)
-        else:
-            teacher = teacher or saved.get("teacher")
-            base = kd_cfg if kd_cfg is not None else saved.get("config")
-            config = load_kd_config(base, **kd)
+        try:
+            if self.teacher is not None:
+                self._check_teacher_classes()
+        except KDError:
+            self._remove_empty_run()
+            raise
         self.kd_config: KDConfig = config
         self.teacher_path = str(Path(teacher).resolve()) if teacher else None
-        self.teacher = self._load_teacher() if teacher else None
         self.kd_settings = KDSettings(self.teacher_path, config.to_dict())
         if _find_settings(self.callbacks) is None:
             self.add_callback("on_pretrain_routine_end", self.kd_settings)
         self.add_callback("on_train_batch_start", _kd_schedule_step)
         self._skipped_steps = 0
         if RANK in {-1, 0}:
-            write_text_atomic(self.save_dir / "kd.yaml", yaml.safe_dump({"teacher": self.teacher_path, **config.to_dict()}, sort_keys=False))
+            kd_yaml = yaml.safe_dump({"teacher": self.teacher_path, **config.to_dict()}, sort_keys=False)
+            write_text_atomic(self.save_dir / "kd.yaml", kd_yaml)
 
     # ----- set-up -----
-    def _saved_kd_state(self) -> dict:
-        try:
-            ckpt = torch.load(self.args.resume, map_location="cpu", weights_only=False)
-        except Exception:
-            return {}
-        return ckpt.get("yolo_kd") or {}
+    def _remove_empty_run(self) -> None:
+        """Delete the run folder Ultralytics just created if it holds nothing but args.yaml."""
+        if RANK in {-1, 0} and not self.resume:
+            files = [p for p in self.save_dir.rglob("*") if p.is_file()]
+            if all(p.name == "args.yaml" for p in files):
+                shutil.rmtree(self.save_dir, ignore_errors=True)
 
-    def _load_teacher(self) -> torch.nn.Module:
-        """Load the teacher and check it against the dataset before any training starts."""
-        teacher, _ = load_checkpoint_model(self.teacher_path, "teacher")
-        t_names = list(dict(teacher.names).values()) if isinstance(teacher.names, dict) else list(teacher.names)
+    def _check_teacher_classes(self) -> None:
+        """The teacher must know exactly the dataset's classes, in the same order."""
+        names = self.teacher.names
+        t_names = list(names.values()) if isinstance(names, dict) else list(names)
         d_names = list(self.data["names"].values())
         if len(t_names) != len(d_names):
             raise KDError(
@@ -122,7 +139,6 @@ class KDTrainer(DetectionTrainer):
         if t_names != d_names:
             diff = next(f"{i}: '{a}' vs '{b}'" for i, (a, b) in enumerate(zip(t_names, d_names)) if a != b)
             raise KDError(f"teacher class names differ from the dataset's (class {diff}): use a teacher trained on this dataset")
-        return teacher
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True):
         """Build the student. A module whose shapes differ from its YAML (e.g. pruned) is used as it is."""

@@ -1,0 +1,32 @@
+"""Shared, session-scoped fixtures: a tiny generated dataset and a teacher trained on it.
+
+Everything runs offline on the CPU: models are built from YAML, data comes from yolo_kd.synthetic.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+TRAIN_ARGS = dict(imgsz=64, batch=16, device="cpu", workers=0, plots=False, exist_ok=True, seed=0, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """data.yaml of the 'tiny' shapes preset (48 train / 16 val images, 4 classes)."""
+    from yolo_kd.synthetic import make_shapes_dataset
+
+    return str(make_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes-tiny", "tiny"))
+
+
+@pytest.fixture(scope="session")
+def teacher_pt(tiny_data, tmp_path_factory):
+    """best.pt of a yolo11n teacher trained 1 epoch on the tiny set by plain Ultralytics."""
+    from ultralytics import YOLO
+
+    project = tmp_path_factory.mktemp("teacher_runs")
+    YOLO("yolo11n.yaml").train(data=tiny_data, epochs=1, project=str(project), name="teacher", **TRAIN_ARGS)
+    return str(project / "teacher" / "weights" / "best.pt")

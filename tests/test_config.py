@@ -1,0 +1,56 @@
+"""Distillation config: defaults from cfg/, overrides win, unknown/invalid values fail in one line; schedule values."""
+
+import pytest
+
+from yolo_kd.config import kd_weight_multiplier, load_kd_config
+from yolo_kd.errors import KDError
+
+
+def test_defaults_and_precedence(tmp_path):
+    assert load_kd_config().feat_loss == "cwd"
+    f = tmp_path / "kd.yaml"
+    f.write_text("feat_loss: mse\ntemperature: 4\n")
+    c = load_kd_config(f, temperature="1.5")  # CLI strings are coerced, and override the file
+    assert (c.feat_loss, c.temperature) == ("mse", 1.5)
+    assert load_kd_config({"cls": 0}).cls == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"bogus": 1}, "unknown distillation setting 'bogus'"),
+        ({"feat_loss": "fgd"}, "unknown feature distillation loss 'fgd'"),
+        ({"cls_loss": "kl"}, "unknown class distillation loss"),
+        ({"cls": -1}, "negative"),
+        ({"temperature": 0}, "must be > 0"),
+        ({"schedule": "step"}, "unknown distillation schedule"),
+        ({"box": "abc"}, "must be a number"),
+    ],
+)
+def test_bad_settings_fail_in_one_line(kwargs, words):
+    with pytest.raises(KDError, match=words) as e:
+        load_kd_config(**kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(KDError, match="not found"):
+        load_kd_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cls: [1,\n")
+    with pytest.raises(KDError, match="not valid YAML"):
+        load_kd_config(bad)
+
+
+def test_schedule_values():
+    lin = load_kd_config(schedule="linear", final_ratio=0.2, off_close_mosaic=False)
+    cos = load_kd_config(schedule="cosine", final_ratio=0.0, off_close_mosaic=False)
+    const = load_kd_config(schedule="constant")
+    assert kd_weight_multiplier(lin, 0, 0.0, 10, 0) == 1.0
+    assert kd_weight_multiplier(lin, 9, 1.0, 10, 0) == pytest.approx(0.2)
+    assert kd_weight_multiplier(cos, 5, 0.5, 10, 0) == pytest.approx(0.5)
+    assert kd_weight_multiplier(const, 3, 0.3, 10, 0) == 1.0
+    # off for the last close_mosaic epochs, but only when that leaves some distillation
+    assert kd_weight_multiplier(const, 8, 0.85, 10, 2) == 0.0
+    assert kd_weight_multiplier(const, 7, 0.75, 10, 2) == 1.0
+    assert kd_weight_multiplier(const, 1, 0.5, 2, 10) == 1.0

@@ -1,0 +1,129 @@
+"""KDModel contract: gradients, frozen teacher, hooks cleared, copies drop the teacher, mismatches refused."""
+
+import copy
+import pickle
+
+import pytest
+import torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
+
+from yolo_kd.config import load_kd_config
+from yolo_kd.distill_model import KDModel
+from yolo_kd.errors import KDError
+
+
+def _model(cfg="yolo11n.yaml", nc=4, seed=0):
+    torch.manual_seed(seed)
+    m = DetectionModel(cfg, nc=nc, verbose=False)
+    m.args = get_cfg(overrides={"imgsz": 64})
+    return m
+
+
+def _batch(n=2, size=64):
+    g = torch.Generator().manual_seed(0)
+    return {
+        "img": torch.rand(n, 3, size, size, generator=g),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[1.0], [2.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.4, 0.6, 0.2, 0.4]]),
+    }
+
+
+@pytest.fixture
+def pair():
+    student, teacher = _model("yolo11n.yaml", seed=0), _model("yolo11s.yaml", seed=1)
+    return student, teacher
+
+
+def test_gradients_reach_student_and_adapters_never_teacher(pair):
+    student, teacher = pair
+    kd = KDModel(student, teacher, load_kd_config(feat_loss="cwd")).train()
+    loss, items = kd(_batch())
+    assert set(items) >= {"box_loss", "cls_loss", "dfl_loss", "kd_cls", "kd_box", "kd_feat"}
+    assert all(torch.isfinite(v) for v in items.values()) and items["kd_feat"] > 0
+    loss.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in kd.adapters.parameters())
+    assert student.model[0].conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+    assert kd._tap.feats is None and kd._tap.raw is None  # captured tensors released every step
+    assert not any(n.startswith("teacher") for n, _ in kd.named_parameters())
+
+
+def test_teacher_stays_frozen_and_bn_statistics_unchanged(pair):
+    student, teacher = pair
+    kd = KDModel(student, teacher, load_kd_config())
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    opt = torch.optim.SGD(kd.parameters(), lr=0.01)
+    for _ in range(3):
+        kd.train()  # the trainer calls train() every epoch: the teacher must stay in eval
+        loss, _ = kd(_batch())
+        opt.zero_grad()
+        loss.sum().backward()
+        opt.step()
+    assert not teacher.training
+    assert all(torch.equal(before[k], v) for k, v in teacher.state_dict().items())
+
+
+def test_identical_student_and_teacher_give_zero_logit_terms():
+    student, teacher = _model(seed=3), _model(seed=3)
+    kd = KDModel(student, teacher, load_kd_config(feat=0))
+    kd.student_model.eval()  # same BN statistics path as the teacher -> identical logits
+    kd.training = True
+    _, items = kd.loss(_batch())
+    assert items["kd_cls"] < 1e-5 and items["kd_box"] < 1e-5
+    assert "kd_feat" not in items  # weight 0 turns the term off
+
+
+@pytest.mark.parametrize("feat_loss", ["cwd", "mgd", "mse"])
+def test_copies_drop_the_teacher(pair, feat_loss):
+    student, teacher = pair
+    kd = KDModel(student, teacher, load_kd_config(feat_loss=feat_loss))
+    kd(_batch())
+    ema = copy.deepcopy(kd)  # what Ultralytics' ModelEMA does
+    clone = pickle.loads(pickle.dumps(kd))
+    for c in (ema, clone):
+        assert c.teacher is None and c.adapters is not None
+        assert c.names == student.names and torch.equal(c.stride, student.stride)
+        c.eval()
+        out = c(torch.zeros(1, 3, 64, 64))  # validation path: the student's prediction
+        assert out[0].shape[1] == 4 + 4
+    assert kd.teacher is teacher  # the original keeps its teacher
+
+
+def test_cross_family_teacher_and_attribute_delegation():
+    student, teacher = _model("yolov8n.yaml"), _model("yolo11s.yaml")
+    kd = KDModel(student, teacher, load_kd_config())
+    kd.args = get_cfg(overrides={"imgsz": 96})
+    assert student.args.imgsz == 96  # trainer-set attributes land on the student
+    loss, items = kd.train()(_batch())
+    assert torch.isfinite(loss).all() and "kd_box" in items
+
+
+def test_reg_max_one_skips_box_term_with_message(caplog):
+    student, teacher = _model("yolo11n.yaml"), _model("yolo26n.yaml")
+    from ultralytics.utils import LOGGER
+
+    LOGGER.propagate = True
+    kd = KDModel(student, teacher, load_kd_config())
+    assert "kd_box" not in kd.terms and "kd_cls" in kd.terms
+    assert "box distillation skipped" in caplog.text
+
+
+def test_mismatched_classes_and_strides_refused():
+    with pytest.raises(KDError, match="classes"):
+        KDModel(_model(nc=4), _model(nc=5), load_kd_config())
+    p2 = _model("yolov8n-p2.yaml") if True else None
+    with pytest.raises(KDError, match="strides"):
+        KDModel(_model(), p2, load_kd_config())
+
+
+def test_non_finite_teacher_never_reaches_the_loss(pair):
+    student, teacher = pair
+    kd = KDModel(student, teacher, load_kd_config())
+    head = teacher.model[-1]
+    head.register_forward_hook(lambda m, i, o: (o[0], {k: (v * float("inf") if torch.is_tensor(v) else v) for k, v in o[1].items()}))
+    loss, items = kd.train()(_batch())
+    assert torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)

@@ -1,0 +1,23 @@
+"""``tools/make_data.py`` / ``yolo-kd data``: write the synthetic shapes detection dataset in YOLO format."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from ..synthetic import PRESETS, make_shapes_dataset
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="make_data", description="Generate the deterministic synthetic shapes dataset.")
+    p.add_argument("--out", default=None, help="output folder (default: datasets/shapes-<preset>)")
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-val", type=int, default=None)
+    p.add_argument("--imgsz", type=int, default=None)
+    a = p.parse_args(argv)
+    extra = {k: v for k, v in {"n_train": a.n_train, "n_val": a.n_val, "imgsz": a.imgsz, "seed": a.seed}.items() if v is not None}
+    path = make_shapes_dataset(a.out or f"datasets/shapes-{a.preset}", a.preset, **extra)
+    print(path)
+    return 0

@@ -1,0 +1,96 @@
+"""``tools/train_kd.py`` / ``yolo-kd train``: distill a teacher into a student.
+
+    python tools/train_kd.py --teacher yolo11x.pt --student yolo11n.pt --data my.yaml --epochs 100 --imgsz 640 batch=16 device=0
+
+Any Ultralytics training argument passes through, as ``--key value``, ``--key=value`` or ``key=value``.
+Distillation settings: ``--kd-cfg FILE`` and ``--kd-<key> VALUE`` (keys of cfg/kd_default.yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any, Sequence
+
+from ..config import KDConfig
+from ..errors import KDError
+
+
+def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
+    """Turn ``key=value``, ``--key value`` and ``--key=value`` tokens into Ultralytics overrides (validated keys)."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    out: dict[str, Any] = {}
+    tokens = list(tokens)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.startswith("--"):
+            key, eq, value = tok[2:].partition("=")
+            if not eq:
+                if i + 1 < len(tokens) and not tokens[i + 1].startswith("--") and "=" not in tokens[i + 1]:
+                    value, i = tokens[i + 1], i + 1
+                else:
+                    value = "True"
+        elif "=" in tok:
+            key, _, value = tok.partition("=")
+        else:
+            raise KDError(f"unexpected argument '{tok}': use key=value or --key value")
+        key = key.replace("-", "_")
+        if key not in DEFAULT_CFG_DICT:
+            raise KDError(f"unknown training argument '{key}': see 'yolo cfg' for Ultralytics arguments, --help for ours")
+        out[key] = _smart(value)
+        i += 1
+    return out
+
+
+def _smart(value: str) -> Any:
+    from ultralytics.cfg import smart_value
+
+    return smart_value(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train_kd",
+        description="Train a YOLO student with knowledge distillation from a frozen teacher. "
+        "Other Ultralytics arguments pass through as key=value or --key value.",
+    )
+    p.add_argument("--student", default="yolo11n.yaml", help="student .pt (fine-tune) or model .yaml (from scratch)")
+    p.add_argument("--teacher", help="trained teacher .pt (checkpoints are pickles: only load files you trust)")
+    p.add_argument("--data", help="dataset YAML, or synthetic[:tiny|small|bench] for the generated shapes set")
+    p.add_argument("--resume", nargs="?", const=True, default=None, help="resume from a last.pt (path)")
+    p.add_argument("--kd-cfg", help="distillation YAML overriding cfg/kd_default.yaml")
+    for f in fields(KDConfig):
+        p.add_argument(f"--kd-{f.name.replace('_', '-')}", dest=f"kd_{f.name}", default=None, metavar="V", help=f"distillation '{f.name}'")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..api import train
+
+    args, rest = build_parser().parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    kd = {k: v for k, v in vars(args).items() if k.startswith("kd_") and k != "kd_cfg" and v is not None}
+    if args.resume:
+        if args.resume is True:
+            raise KDError("--resume needs the path of the run's last.pt, e.g. --resume runs/kd/train/weights/last.pt")
+        trainer = train(args.resume, data=args.data or _data_of(args.resume), resume=args.resume, **overrides)
+    else:
+        if args.teacher is None:
+            raise KDError("no teacher given: pass --teacher path/to/teacher.pt (a trained checkpoint)")
+        trainer = train(args.student, teacher=args.teacher, data=args.data, kd_cfg=args.kd_cfg, **kd, **overrides)
+    print(f"\nbest: {trainer.best}\nlast: {trainer.last}\nrun:  {trainer.save_dir}")
+    return 0
+
+
+def _data_of(checkpoint: str) -> str:
+    """The dataset a run was trained on, read from its checkpoint's train_args."""
+    import torch
+
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=False)["train_args"]["data"]
+    except FileNotFoundError:
+        raise KDError(f"resume checkpoint '{checkpoint}' not found: pass the run's weights/last.pt") from None
+    except Exception as e:
+        raise KDError(f"resume checkpoint '{checkpoint}' is unreadable ({type(e).__name__}): pass the run's weights/last.pt") from e
