@@ -1,0 +1,146 @@
+"""End-to-end distillation on the tiny generated set: run folder, stock-loadable best.pt, resume, DDP rebuild, CLI."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import yolo_kd
+from yolo_kd.errors import KDError
+from yolo_kd.trainer import KDTrainer
+
+from .conftest import TRAIN_ARGS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kd_run(tiny_data, teacher_pt, tmp_path_factory):
+    project = tmp_path_factory.mktemp("kd_runs")
+    trainer = yolo_kd.train(
+        "yolo11n.yaml", teacher=teacher_pt, data=tiny_data, epochs=2, project=str(project), name="kd", kd_feat_loss="mse", **TRAIN_ARGS
+    )
+    return trainer
+
+
+def test_run_folder_has_distillation_columns_and_config(kd_run):
+    save_dir = Path(kd_run.save_dir)
+    rows = list(csv.DictReader(open(save_dir / "results.csv")))
+    assert len(rows) == 2
+    for col in ("train/kd_cls", "train/kd_box", "train/kd_feat"):
+        assert col in rows[0] and float(rows[0][col]) > 0, col
+    assert not any(k.startswith("val/kd") for k in rows[0])
+    kd_yaml = (save_dir / "kd.yaml").read_text()
+    assert "feat_loss: mse" in kd_yaml and "teacher:" in kd_yaml and (save_dir / "args.yaml").exists()
+
+
+def test_checkpoints_hold_the_student_only(kd_run):
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(Path(kd_run.save_dir) / "weights" / name, map_location="cpu", weights_only=False)
+        assert type(ckpt["model"]).__name__ == "DetectionModel" and "yolo_kd" not in ckpt
+        keys = ckpt["model"].state_dict().keys()
+        assert not any("adapter" in k or "teacher" in k or "student_model" in k for k in keys)
+
+
+def test_best_pt_works_in_stock_ultralytics_without_yolo_kd(kd_run, tiny_data, tmp_path):
+    code = f"""
+import sys
+from ultralytics import YOLO
+m = YOLO({str(kd_run.best)!r})
+metrics = m.val(data={tiny_data!r}, imgsz=64, batch=8, device="cpu", plots=False, verbose=False, project={str(tmp_path)!r})
+m.predict(source={str(Path(tiny_data).parent / "images" / "val")!r}, imgsz=64, device="cpu", verbose=False)
+onnx = m.export(format="onnx", imgsz=64)
+assert not any(k.startswith("yolo_kd") for k in sys.modules), "yolo_kd was imported"
+print("OK", metrics.box.map, onnx)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "OK" in out.stdout
+
+
+def test_resume_restores_adapters_and_finishes(tiny_data, teacher_pt, tmp_path):
+    class Killed(Exception):
+        pass
+
+    def die_after_first_save(trainer):
+        raise Killed
+
+    overrides = dict(model="yolo11n.yaml", data=tiny_data, teacher=teacher_pt, epochs=2, project=str(tmp_path), name="r", **TRAIN_ARGS)
+    trainer = KDTrainer(overrides=overrides)
+    trainer.add_callback("on_model_save", die_after_first_save)
+    with pytest.raises(Killed):
+        trainer.train()
+    last = tmp_path / "r" / "weights" / "last.pt"
+    saved = torch.load(last, map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0 and "adapters" in saved["yolo_kd"]
+
+    seen = {}
+
+    def capture(tr):
+        seen["adapters"] = {k: v.clone() for k, v in tr.model.adapters.state_dict().items()}
+        seen["start"] = tr.start_epoch
+
+    resumed = KDTrainer(overrides={"model": str(last), "resume": str(last), "data": tiny_data})
+    resumed.add_callback("on_pretrain_routine_end", capture)
+    resumed.train()
+    assert seen["start"] == 1 and resumed.teacher_path == str(Path(teacher_pt).resolve())
+    for k, v in saved["yolo_kd"]["adapters"].items():
+        assert torch.allclose(seen["adapters"][k].float(), v.float()), k
+    assert len(list(csv.DictReader(open(tmp_path / "r" / "results.csv")))) == 2
+
+
+def test_ddp_launcher_rebuild_keeps_settings(tiny_data, teacher_pt, tmp_path):
+    """Rebuild the trainer the way ultralytics.utils.dist.generate_ddp_file's worker script does."""
+    import cloudpickle
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    overrides = dict(model="yolo11n.yaml", data=tiny_data, teacher=teacher_pt, kd_feat_loss="mgd", kd_temperature=3, project=str(tmp_path), name="ddp", **TRAIN_ARGS)
+    parent = KDTrainer(overrides=overrides)
+    state = cloudpickle.loads(cloudpickle.dumps({"trainer": type(parent), "args": vars(parent.args), "callbacks": parent.callbacks}))
+    cfg = DEFAULT_CFG_DICT.copy()
+    cfg.update(save_dir="")
+    worker = state["trainer"](cfg=cfg, overrides=state["args"], _callbacks=state["callbacks"])
+    assert worker.kd_config == parent.kd_config and worker.kd_config.feat_loss == "mgd"
+    assert worker.teacher_path == parent.teacher_path and worker.teacher is not None
+
+
+def test_bad_inputs_fail_before_training(tiny_data, teacher_pt, tmp_path):
+    from yolo_kd.synthetic import make_shapes_dataset
+
+    other = make_shapes_dataset(tmp_path / "three", "tiny", n_classes=3, n_train=4, n_val=2)
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(Path(teacher_pt).read_bytes()[:5000])
+    cases = [
+        (dict(teacher=tmp_path / "missing.pt"), "not found"),
+        (dict(teacher=corrupt), "corrupt"),
+        (dict(teacher=teacher_pt, data=other), "teacher has 4 classes but the dataset has 3"),
+        (dict(teacher=teacher_pt, kd_feat_loss="nope"), "unknown feature distillation loss"),
+        (dict(teacher=teacher_pt, kd_temperature=-1), "must be > 0"),
+        (dict(teacher="yolo11x.pt"), "cannot be downloaded"),
+    ]
+    for kwargs, words in cases:
+        kwargs = {"data": tiny_data, "project": str(tmp_path / "runs"), "name": "bad", **kwargs}
+        with pytest.raises(KDError, match=words):
+            yolo_kd.train("yolo11n.yaml", epochs=1, **{k: v for k, v in TRAIN_ARGS.items()}, **kwargs)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.pt"))
+    with pytest.raises(KDError, match="student weights .* not found"):
+        yolo_kd.train(tmp_path / "nope.pt", teacher=teacher_pt, data=tiny_data)
+
+
+def test_cli_passthrough_and_one_line_errors(tiny_data, teacher_pt, tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "train_kd.py"), "--teacher", teacher_pt, "--data", tiny_data]
+    out = subprocess.run(cmd + ["--kd-feat-loss", "fgd"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith("yolo_kd: error: unknown feature")
+    assert "Traceback" not in out.stderr
+    out = subprocess.run(cmd + ["bogus=3"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "unknown training argument 'bogus'" in out.stderr
+    run = cmd + ["--kd-cls", "0.5", "epochs=1", "imgsz=64", "batch=16", "device=cpu", "--workers", "0", "plots=False", f"project={tmp_path}", "name=cli"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "cli" / "weights" / "best.pt").exists()
+    assert "cls: 0.5" in (tmp_path / "cli" / "kd.yaml").read_text()
