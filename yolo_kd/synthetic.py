@@ -22,7 +22,7 @@ SHAPES = ("circle", "square", "triangle", "star", "cross", "ring", "diamond", "h
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_train=48, n_val=16, imgsz=128, n_classes=4, max_objects=4),
     "small": dict(n_train=400, n_val=100, imgsz=160, n_classes=6, max_objects=6),
-    "bench": dict(n_train=2000, n_val=300, imgsz=192, n_classes=8, max_objects=10, min_size=0.05),
+    "bench": dict(n_train=800, n_val=200, imgsz=128, n_classes=6, max_objects=8, min_size=0.07),
 }
 
 

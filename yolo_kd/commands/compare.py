@@ -1,0 +1,72 @@
+"""``tools/compare.py`` / ``yolo-kd compare``: vanilla vs yolo_kd vs Ultralytics built-in distillation.
+
+    python tools/compare.py --teacher teacher.pt --student yolo11n.yaml --data my.yaml --epochs 50 --seeds 0 1 2
+    python tools/compare.py --runs runs/compare/*-seed* --data my.yaml --teacher teacher.pt   # read finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+from .. import compare as cmp
+from ..data import resolve_data
+from ..errors import KDError
+from ..fileio import write_json_atomic, write_text_atomic
+from .train import parse_overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher", help="trained teacher .pt (used by kd and builtin, and evaluated)")
+    p.add_argument("--student", default="yolo11n.yaml", help="student .yaml (from scratch) or .pt")
+    p.add_argument("--data", required=True, help="dataset YAML or synthetic[:preset]")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--device", default=None)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--ablate", action="store_true", help="also train each distillation term alone")
+    p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
+    p.add_argument("--project", default="runs/compare", help="folder for the runs and the report")
+    p.add_argument("--runs", nargs="+", help="read these finished run folders instead of training")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = build_parser().parse_known_args(argv)
+    extra = parse_overrides(rest)  # any other Ultralytics argument, applied to every run
+    data = resolve_data(args.data)
+    out = Path(args.project).resolve()
+    if args.runs:
+        dirs = [Path(d) for d in args.runs]
+        missing = [str(d) for d in dirs if not (d / "results.csv").exists() and not (d / "run_result.json").exists()]
+        if missing:
+            raise KDError(f"not a finished run folder: {', '.join(missing)} (expected results.csv inside)")
+        if args.teacher:
+            cmp.check_inputs(args.student, args.teacher, data)
+    else:
+        cmp.check_inputs(args.student, args.teacher, data)
+        train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
+        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, args.kd_cfg)
+        for i, spec in enumerate(specs, 1):
+            done = spec.run_dir / "run_result.json"
+            if done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists():
+                print(f"[{i}/{len(specs)}] {spec.name}: finished earlier, reusing {spec.run_dir}")
+                continue
+            print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
+            cmp.run_one(spec)
+        dirs = [s.run_dir for s in specs]
+    results = [cmp.collect_run(d, data, args.imgsz, args.batch, args.device) for d in dirs]
+    teacher = cmp.evaluate(args.teacher, data, args.imgsz, args.batch, args.device) if args.teacher else None
+    rows = cmp.summarize(results, teacher)
+    table = cmp.markdown_table(rows, teacher)
+    plots = cmp.plot(results, rows, teacher, out)
+    report = {"data": data, "teacher": teacher, "summary": rows, "runs": [r.__dict__ for r in results], "plots": [str(p) for p in plots]}
+    write_json_atomic(out / "compare.json", report)
+    write_text_atomic(out / "compare.md", table)
+    print("\n" + table)
+    print(f"report: {out / 'compare.md'}, {out / 'compare.json'}\nplots:  {', '.join(map(str, plots))}")
+    return 0

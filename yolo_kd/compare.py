@@ -1,0 +1,294 @@
+"""Side-by-side evidence: vanilla training vs yolo_kd vs Ultralytics' built-in distillation.
+
+Every variant trains in its own subprocess (so a failure is contained and peak memory is per run)
+with identical data, epochs, image size, batch, augmentation and seeds; each final ``best.pt`` and
+the teacher are then validated on the same split. ``collect_runs`` reads finished run folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .errors import KDError
+
+#: ablation variants: one distillation term alone (the others at weight 0)
+ABLATIONS = {"kd-cls": {"box": 0, "feat": 0}, "kd-box": {"cls": 0, "feat": 0}, "kd-feat": {"cls": 0, "box": 0}}
+METRIC_KEYS = {"map50": "metrics/mAP50(B)", "map": "metrics/mAP50-95(B)"}
+
+
+@dataclass
+class RunSpec:
+    """One training run of the comparison."""
+
+    variant: str  # vanilla | kd | builtin | kd-cls | kd-box | kd-feat | kd-<custom>
+    seed: int
+    student: str
+    data: str
+    teacher: str | None
+    project: str
+    train_args: dict[str, Any]
+    kd: dict[str, Any] = field(default_factory=dict)
+    kd_cfg: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant}-seed{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.project) / self.name
+
+
+@dataclass
+class RunResult:
+    """What a run produced: final metrics of its best.pt and its cost."""
+
+    variant: str
+    seed: int
+    run_dir: str
+    status: str = "ok"  # ok | failed
+    error: str = ""
+    map50: float = float("nan")
+    map: float = float("nan")
+    epoch_seconds: float = float("nan")
+    peak_mem_gb: float = float("nan")
+    params: int = 0
+    gflops: float = float("nan")
+    curve: list[float] = field(default_factory=list)  # mAP50-95 per epoch (EMA model, as logged)
+
+
+def plan_runs(
+    student: str, teacher: str, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None
+) -> list[RunSpec]:
+    """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds."""
+    variants: list[tuple[str, dict]] = [("vanilla", {}), ("kd", {}), ("builtin", {})]
+    if ablate:
+        variants += list(ABLATIONS.items())
+    return [
+        RunSpec(v, s, student, data, teacher if v != "vanilla" else None, project, dict(train_args), kd, kd_cfg)
+        for s in seeds
+        for v, kd in variants
+    ]
+
+
+# ----- one run (executed in a subprocess by ``run_one``) -----
+def _train(spec: RunSpec) -> None:
+    common = {**spec.train_args, "data": spec.data, "seed": spec.seed, "project": spec.project, "name": spec.name, "exist_ok": True}
+    if spec.variant == "vanilla":
+        from ultralytics import YOLO
+
+        YOLO(spec.student).train(**common)
+    elif spec.variant == "builtin":
+        from ultralytics import YOLO
+
+        YOLO(spec.student).train(distill_model=spec.teacher, **common)  # Ultralytics' default weight dis=6.0
+    else:
+        from .api import train
+
+        train(spec.student, teacher=spec.teacher, kd_cfg=spec.kd_cfg, **{f"kd_{k}": v for k, v in spec.kd.items()}, **common)
+
+
+def _worker(spec_path: str) -> int:
+    """Subprocess entry: train one spec, write ``run_result.json`` with peak memory."""
+    import resource
+
+    import torch
+
+    spec = RunSpec(**json.loads(Path(spec_path).read_text()))
+    status, error = "ok", ""
+    try:
+        _train(spec)
+    except Exception as e:  # reported in the table; the other runs go on
+        status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    (spec.run_dir / "run_result.json").write_text(json.dumps({"status": status, "error": error, "peak_mem_gb": peak}))
+    return 0 if status == "ok" else 1
+
+
+def run_one(spec: RunSpec) -> None:
+    """Train ``spec`` in a fresh Python process (progress bars go to this console)."""
+    spec.run_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = spec.run_dir / "run_spec.json"
+    spec_file.write_text(json.dumps(asdict(spec)))
+    subprocess.run([sys.executable, "-m", "yolo_kd.compare", str(spec_file)], env=os.environ.copy(), check=False)
+
+
+# ----- reading and evaluating runs -----
+def describe_run(run_dir: Path) -> tuple[str, int]:
+    """(variant, seed) of a finished run folder, from its run_spec.json or args.yaml/kd.yaml."""
+    spec = run_dir / "run_spec.json"
+    if spec.exists():
+        d = json.loads(spec.read_text())
+        return d["variant"], int(d["seed"])
+    args = yaml.safe_load((run_dir / "args.yaml").read_text()) if (run_dir / "args.yaml").exists() else {}
+    variant = "kd" if (run_dir / "kd.yaml").exists() else "builtin" if args.get("distill_model") else "vanilla"
+    return variant, int(args.get("seed", 0))
+
+
+def _curve(run_dir: Path) -> tuple[list[float], float]:
+    """mAP50-95 per epoch and mean training seconds per epoch from results.csv."""
+    import csv
+
+    rows = list(csv.DictReader(open(run_dir / "results.csv"))) if (run_dir / "results.csv").exists() else []
+    curve = [float(r[METRIC_KEYS["map"]]) for r in rows if r.get(METRIC_KEYS["map"]) not in (None, "")]
+    times = [float(r["time"]) for r in rows]
+    per_epoch = float(np.diff([0.0, *times]).mean()) if times else float("nan")
+    return curve, per_epoch
+
+
+def evaluate(weights: str | Path, data: str, imgsz: int, batch: int, device: str | None) -> dict[str, float]:
+    """Validate ``weights`` on ``data``'s val split: mAP50, mAP50-95, params, GFLOPs."""
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    model = YOLO(str(weights))
+    m = model.val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False, split="val")
+    net = model.model
+    return {
+        "map50": float(m.box.map50),
+        "map": float(m.box.map),
+        "params": int(sum(p.numel() for p in net.parameters())),
+        "gflops": float(get_flops(net, imgsz)),
+    }
+
+
+def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | None) -> RunResult:
+    """Evaluate one finished (or failed) run folder."""
+    variant, seed = describe_run(run_dir)
+    res = RunResult(variant, seed, str(run_dir))
+    info = run_dir / "run_result.json"
+    if info.exists():
+        d = json.loads(info.read_text())
+        res.status, res.error, res.peak_mem_gb = d["status"], d["error"], d["peak_mem_gb"]
+    best = run_dir / "weights" / "best.pt"
+    if res.status == "ok" and not best.exists():
+        res.status, res.error = "failed", "no weights/best.pt"
+    if res.status != "ok":
+        return res
+    res.curve, res.epoch_seconds = _curve(run_dir)
+    for k, v in evaluate(best, data, imgsz, batch, device).items():
+        setattr(res, k, v)
+    return res
+
+
+# ----- aggregation and report -----
+def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> list[dict[str, Any]]:
+    """Mean ± std over seeds per variant, delta vs vanilla and share of the teacher-student gap closed."""
+    rows = []
+    variants = list(dict.fromkeys(r.variant for r in results))
+    base = {}
+    for v in variants:
+        ok = [r for r in results if r.variant == v and r.status == "ok"]
+        failed = [r for r in results if r.variant == v and r.status != "ok"]
+        row: dict[str, Any] = {"run": v, "seeds": sorted(r.seed for r in ok), "failed": [f"seed {r.seed}: {r.error}" for r in failed]}
+        for k in ("map50", "map", "epoch_seconds", "peak_mem_gb"):
+            vals = np.array([getattr(r, k) for r in ok], dtype=float)
+            row[k] = float(vals.mean()) if len(vals) else float("nan")
+            row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
+        row["params"] = ok[0].params if ok else 0
+        row["gflops"] = ok[0].gflops if ok else float("nan")
+        rows.append(row)
+        if v == "vanilla":
+            base = row
+    for row in rows:
+        row["delta_map"] = row["map"] - base.get("map", float("nan"))
+        row["time_vs_vanilla"] = row["epoch_seconds"] / base.get("epoch_seconds", float("nan"))
+        gap = (teacher or {}).get("map", float("nan")) - base.get("map", float("nan"))
+        row["gap_closed"] = row["delta_map"] / gap if gap and gap > 0 else float("nan")
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None) -> str:
+    """The comparison as a markdown table (mAP in points, i.e. x100)."""
+    head = "| run | seeds | mAP50 | mAP50-95 | Δ vs vanilla | gap closed | params | GFLOPs | s/epoch | ×vanilla time | peak mem GB |\n"
+    head += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    lines = []
+    for r in rows:
+        if not r["seeds"]:
+            lines.append(f"| {r['run']} | failed | {'; '.join(r['failed'])} | | | | | | | | |")
+            continue
+        note = f" ({len(r['failed'])} failed)" if r["failed"] else ""
+        lines.append(
+            f"| {r['run']} | {len(r['seeds'])}{note} | {100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f} | "
+            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f} | {100 * r['delta_map']:+.1f} | "
+            f"{'' if np.isnan(r['gap_closed']) else f'{100 * r['gap_closed']:.0f}%'} | {r['params'] / 1e6:.2f}M | {r['gflops']:.2f} | "
+            f"{r['epoch_seconds']:.1f} | {r['time_vs_vanilla']:.2f} | {r['peak_mem_gb']:.2f} |"
+        )
+    if teacher:
+        lines.append(
+            f"| teacher | – | {100 * teacher['map50']:.1f} | {100 * teacher['map']:.1f} | | | {teacher['params'] / 1e6:.2f}M | {teacher['gflops']:.2f} | | | |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str, float] | None, out_dir: Path) -> list[Path]:
+    """mAP50-95 per epoch (mean with min-max band over seeds) and final mAP bars with std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v in dict.fromkeys(r.variant for r in results):
+        curves = [r.curve for r in results if r.variant == v and r.status == "ok" and r.curve]
+        if not curves:
+            continue
+        n = min(map(len, curves))
+        c = 100 * np.array([cv[:n] for cv in curves])
+        x = np.arange(1, n + 1)
+        ax.plot(x, c.mean(0), label=v, lw=2)
+        ax.fill_between(x, c.min(0), c.max(0), alpha=0.2)
+    if teacher:
+        ax.axhline(100 * teacher["map"], color="k", ls="--", lw=1, label="teacher")
+    ax.set(xlabel="epoch", ylabel="mAP50-95 (val, EMA)", title="Validation mAP50-95 per epoch (band: min-max over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    with atomic_path(out_dir / "map_per_epoch.png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    paths.append(out_dir / "map_per_epoch.png")
+    plt.close(fig)
+
+    ok = [r for r in rows if r["seeds"]]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    names = [r["run"] for r in ok] + (["teacher"] if teacher else [])
+    means = [100 * r["map"] for r in ok] + ([100 * teacher["map"]] if teacher else [])
+    stds = [100 * r["map_std"] for r in ok] + ([0.0] if teacher else [])
+    ax.bar(names, means, yerr=stds, capsize=5, color=["#888" if n in ("vanilla", "teacher") else "#3a7" for n in names])
+    for i, m in enumerate(means):
+        ax.text(i, m + 0.5, f"{m:.1f}", ha="center")
+    ax.set(ylabel="final mAP50-95 (best.pt)", title="Final mAP50-95, mean ± std over seeds")
+    with atomic_path(out_dir / "final_map.png") as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    paths.append(out_dir / "final_map.png")
+    plt.close(fig)
+    return paths
+
+
+def check_inputs(student: str, teacher: str | None, data: str) -> None:
+    """Fail in one line before any training when the comparison cannot run."""
+    from .checkpoints import load_checkpoint_model
+
+    if teacher is None:
+        raise KDError("compare needs --teacher path/to/teacher.pt (a trained checkpoint)")
+    load_checkpoint_model(teacher, "teacher")
+    if not Path(data).is_file():
+        raise KDError(f"dataset YAML '{data}' not found: pass a local data.yaml")
+    if student.endswith(".pt"):
+        load_checkpoint_model(student, "student")
+
+
+if __name__ == "__main__":
+    raise SystemExit(_worker(sys.argv[1]))
