@@ -1,0 +1,65 @@
+"""``tools/bench_latency.py`` / ``yolo-kd bench``: latency of .pt and .onnx detectors, side by side.
+
+    python tools/bench_latency.py best.pt best_fp32.onnx best_int8.onnx --imgsz 640 --threads 2
+
+Batch 1, the same letterbox preprocessing and NMS postprocessing for every model, stages timed separately,
+models interleaved round-robin. Prints a markdown table and writes ``latency.json``, ``latency.md`` and, when mAP
+values are known (``--map`` or the run folder's results.csv), ``latency_vs_map.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+
+from ..errors import KDError
+from ..latency import header, make_frame, markdown_table, parse_map_pairs, run_benchmark, write_report
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench_latency", description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", help=".pt and/or .onnx files; the first is the reference for speed-ups")
+    p.add_argument("--imgsz", type=int, default=640, help="network input size (default 640; fixed ONNX must match)")
+    p.add_argument("--threads", type=int, help="CPU threads for onnxruntime, torch and OpenCV (default: libraries')")
+    p.add_argument("--device", help="torch device for .pt models (default: cuda:0 if available, else cpu)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up frames per model (default 10)")
+    p.add_argument("--min-runs", type=int, default=100, help="timed frames per model, at least (default 100)")
+    p.add_argument("--min-seconds", type=float, default=10.0, help="timed seconds per model, at least (default 10)")
+    p.add_argument("--chunk", type=int, default=10, help="frames per model per round-robin round (default 10)")
+    p.add_argument("--frame", default="1280x720", help="size WxH of the synthetic camera frame (default 1280x720)")
+    p.add_argument("--image", help="time on this image instead of a synthetic frame")
+    p.add_argument("--conf", type=float, default=0.25, help="confidence threshold used by postprocessing")
+    p.add_argument("--map", action="append", metavar="NAME=VALUE", help="mAP50-95 of a model, e.g. best.onnx=0.61")
+    p.add_argument("--out", default="runs/latency", help="output folder (default runs/latency)")
+    return p.parse_args(argv)
+
+
+def _frame(args: argparse.Namespace):
+    """The frame every model is timed on."""
+    if args.image:
+        image = cv2.imread(args.image)
+        if image is None:
+            raise KDError(f"cannot read image '{args.image}': pass a .jpg/.png file or drop --image")
+        return image
+    try:
+        w, h = (int(v) for v in args.frame.lower().split("x"))
+        assert w > 0 and h > 0
+    except (ValueError, AssertionError):
+        raise KDError(f"--frame '{args.frame}' is not WIDTHxHEIGHT: write e.g. --frame 1280x720") from None
+    return make_frame(w, h)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if min(args.warmup, args.chunk - 1, args.min_runs - 1) < 0 or args.min_seconds < 0:
+        raise KDError("--warmup, --min-seconds must be >= 0 and --min-runs, --chunk >= 1: fix the value")
+    maps = parse_map_pairs(args.map)
+    report = run_benchmark(args.models, args.imgsz, args.threads, _frame(args), args.warmup, args.min_runs,
+                           args.min_seconds, args.chunk, args.conf, args.device, maps)
+    paths = write_report(report, args.out)
+    print(header(report) + "\n\n" + markdown_table(report["models"]) + "\n")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
