@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import platform
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -84,9 +85,7 @@ def load_model(path: str | Path, imgsz: int = 640, threads: int | None = None, c
     if suffix == ".pt":
         return TorchModel(path, imgsz, conf=conf, device=device)
     if suffix == ".onnx":
-        detector = Detector(path, conf=conf, imgsz=imgsz, threads=threads)
-        detector.kind = "onnx"
-        return detector
+        return Detector(path, conf=conf, imgsz=imgsz, threads=threads)
     raise KDError(f"'{path.name}' is not a .pt or .onnx model: the benchmark times PyTorch and ONNX models")
 
 
@@ -96,8 +95,6 @@ def set_threads(threads: int | None) -> dict:
     if threads:
         cv2.setNumThreads(threads)
     info["opencv"] = cv2.getNumThreads()
-    import sys
-
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         if threads:
@@ -270,8 +267,6 @@ def machine_info() -> dict:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
-    import sys
-
     if "torch" in sys.modules:
         info["torch"] = sys.modules["torch"].__version__
     return info
@@ -326,6 +321,7 @@ def plot_latency_vs_map(results: list[dict], path: Path, subtitle: str = "") -> 
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.margins(x=0.25, y=0.2)
+    ax.set_xlim(left=0)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

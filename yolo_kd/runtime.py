@@ -188,6 +188,8 @@ class Detector:
     ``metadata`` (the Ultralytics export metadata as strings).
     """
 
+    kind = "onnx"
+
     def __init__(self, model_path: str | Path, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
                  imgsz: int | Sequence[int] | None = None, threads: int | None = None,
                  providers: Sequence[str] | None = None):

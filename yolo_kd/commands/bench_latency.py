@@ -10,7 +10,7 @@ values are known (``--map`` or the run folder's results.csv), ``latency_vs_map.p
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import sys
 from typing import Sequence
 
 import cv2
@@ -20,7 +20,9 @@ from ..latency import header, make_frame, markdown_table, parse_map_pairs, run_b
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench_latency", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="bench_latency", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Latency of .pt and .onnx detectors, side by side (batch 1, per stage).",
+                                epilog="example:\n" + __doc__.split("\n\n")[1])
     p.add_argument("models", nargs="+", help=".pt and/or .onnx files; the first is the reference for speed-ups")
     p.add_argument("--imgsz", type=int, default=640, help="network input size (default 640; fixed ONNX must match)")
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime, torch and OpenCV (default: libraries')")
@@ -57,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if min(args.warmup, args.chunk - 1, args.min_runs - 1) < 0 or args.min_seconds < 0:
         raise KDError("--warmup, --min-seconds must be >= 0 and --min-runs, --chunk >= 1: fix the value")
     maps = parse_map_pairs(args.map)
+    print(f"timing {len(args.models)} model(s), batch 1, imgsz {args.imgsz}: {args.warmup} warm-up frames, then "
+          f">= {args.min_runs} frames and >= {args.min_seconds:g} s each, round-robin...", file=sys.stderr)
     report = run_benchmark(args.models, args.imgsz, args.threads, _frame(args), args.warmup, args.min_runs,
                            args.min_seconds, args.chunk, args.conf, args.device, maps)
     paths = write_report(report, args.out)

@@ -30,7 +30,9 @@ WINDOW = "yolo_kd"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="camera", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="camera", formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Run an ONNX detector on a camera, video file, image folder or stream URL.",
+                                epilog="examples:\n" + __doc__.split("\n\n")[1])
     p.add_argument("--model", required=True, help="exported detection model (.onnx, FP32 or INT8)")
     p.add_argument("--source", required=True, help="camera index (0), video file, image folder/file or stream URL")
     p.add_argument("--save", help="write the annotated video here (.mp4, .avi or .mkv)")
