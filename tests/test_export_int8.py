@@ -18,6 +18,7 @@ from yolo_kd.quantize import (
     export_int8,
     float_node_groups,
     letterbox_tensor,
+    parse_keep_float,
     quantize_onnx,
 )
 
@@ -249,3 +250,6 @@ def test_bad_options(trained):
         export_int8(model, data, imgsz=100)
     with pytest.raises(KDError, match="at least 1"):
         calibration_files(data, 0)
+    # a float head between quantized tensors would be re-quantized by onnxruntime at load time: dfl comes with it
+    assert parse_keep_float("head") == ("head", "dfl")
+    assert parse_keep_float("none") == () and parse_keep_float("all") == ("head", "dfl", "concat")

@@ -43,9 +43,7 @@ class ModelRow:
         return asdict(self)
 
 
-def onnx_latency(path: str | Path, imgsz: int, threads: int = 2, warmup: int = 10, min_runs: int = 50,
-                 min_seconds: float = 10.0) -> dict[str, float]:
-    """Batch-1 CPU latency (ms) of an ONNX model in onnxruntime with ``threads`` intra-op threads, all graph optimisations."""
+def _session(path: str | Path, threads: int):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -54,10 +52,29 @@ def onnx_latency(path: str | Path, imgsz: int, threads: int = 2, warmup: int = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    inp = sess.get_inputs()[0]
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def onnx_latency(paths: list[str | Path], imgsz: int, threads: int = 2, seconds: float = 10.0, rounds: int = 5,
+                 warmup: int = 5) -> list[dict[str, float]]:
+    """Batch-1 CPU latency (ms) of several ONNX models in onnxruntime, interleaved so they share the same conditions.
+
+    Each model is timed (:func:`time_callable`) in ``rounds`` slices of ``seconds / rounds`` taking turns, so a busy
+    neighbour on a shared CPU slows all of them alike. Returns per model the median of the slices' medians and p90s,
+    the fastest run (``min``) and the number of runs.
+    """
+    sessions = [_session(p, threads) for p in paths]
     x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    return time_callable(lambda: sess.run(None, {inp.name: x}), warmup=warmup, min_runs=min_runs, min_seconds=min_seconds)
+    calls = [(lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for s in sessions]
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    stats: list[list[dict]] = [[] for _ in paths]
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            stats[i].append(time_callable(call, warmup=1, min_runs=3, min_seconds=seconds / rounds))
+    return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
+             "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
 
 
 def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val", device: str = "cpu") -> tuple[float, float]:
@@ -113,19 +130,21 @@ def _reason(err: BaseException | None, log: str) -> str:
     return "Ultralytics export returned no file"
 
 
-def measure(name: str, path: str | Path, data: str | Path, imgsz: int, threads: int = 2, latency_seconds: float = 10.0,
-            with_map: bool = True, device: str = "cpu") -> ModelRow:
-    """Size, kernel share, latency and mAP of one ONNX model."""
-    path = Path(path)
-    ks = kernel_share(path)
-    lat = onnx_latency(path, imgsz, threads=threads, min_seconds=latency_seconds, min_runs=20)
-    m50 = m = None
-    if with_map:
-        with contextlib.redirect_stdout(io.StringIO()):
-            m50, m = onnx_map(path, data, imgsz, device=device)
-    s = ks.summary()
-    return ModelRow(name, str(path), round(path.stat().st_size / 2**20, 2), s["convs"], s["int8"], s["int8_mac_share"],
-                    round(lat["median"], 2), round(lat["p90"], 2), m50, m, kernels=s)
+def measure_all(models: dict[str, str | Path], data: str | Path, imgsz: int, threads: int = 2,
+                latency_seconds: float = 10.0, with_map: bool = True, device: str = "cpu") -> list[ModelRow]:
+    """Size, INT8 kernel share, interleaved latency and mAP of each ``{name: onnx_path}``, in one run."""
+    paths = {n: Path(p) for n, p in models.items()}
+    lats = onnx_latency(list(paths.values()), imgsz, threads=threads, seconds=latency_seconds * len(paths))
+    rows = []
+    for (name, path), lat in zip(paths.items(), lats):
+        s = kernel_share(path).summary()
+        m50 = m = None
+        if with_map:
+            with contextlib.redirect_stdout(io.StringIO()):
+                m50, m = onnx_map(path, data, imgsz, device=device)
+        rows.append(ModelRow(name, str(path), round(path.stat().st_size / 2**20, 2), s["convs"], s["int8"],
+                             s["int8_mac_share"], round(lat["median"], 2), round(lat["p90"], 2), m50, m, kernels=s))
+    return rows
 
 
 def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:

@@ -26,6 +26,7 @@ import onnx
 
 from .errors import KDError
 from .fileio import atomic_path
+from .onnx_graph import kernel_share
 
 #: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`
 FLOAT_GROUPS = ("head", "dfl", "concat")
@@ -64,6 +65,7 @@ class ExportResult:
     float_nodes: dict[str, list[str]]
     settings: dict
     warnings: list[str] = field(default_factory=list)
+    kernels: dict = field(default_factory=dict)  # INT8 kernel share of the INT8 model, see onnx_graph.KernelShare
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -274,7 +276,13 @@ def parse_keep_float(keep_float: Iterable[str] | str | None) -> tuple[str, ...]:
     bad = [s for s in items if s not in FLOAT_GROUPS]
     if bad:
         raise KDError(f"unknown keep-float group {bad[0]!r}: choose from {', '.join(FLOAT_GROUPS)}, 'all' or 'none'")
-    return tuple(dict.fromkeys(items))
+    if "head" in items and "dfl" not in items:
+        # A float Conv between a DequantizeLinear and a QuantizeLinear is re-quantized by onnxruntime at load time
+        # (QDQ propagation moves the decode's Q up through Reshape, then its weights are quantized): a float head
+        # needs a float decode after it.
+        LOGGER.warning("keep-float 'head' needs 'dfl' too (onnxruntime would quantize the head convs at load): adding 'dfl'")
+        items.append("dfl")
+    return tuple(g for g in FLOAT_GROUPS if g in items)
 
 
 # ---------------------------------------------------------------------------------------------------- quantization
@@ -424,8 +432,19 @@ def export_int8(
         LOGGER.warning(msg)
     export_fp32(yolo, fp32, imgsz, opset=opset)
     float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings)
+    share = kernel_share(int8)
+    kinds = {c.name: c.kind for c in share.convs}
+    late = []
+    requantized = [n for n in float_nodes.get("head", []) if kinds.get(n) == "int8"]
+    if requantized:
+        late.append(f"{len(requantized)} float-kept head convs run as INT8 after onnxruntime's optimisation")
+    if share.n_int8 < share.n_conv // 2:
+        late.append(f"only {share.n_int8}/{share.n_conv} convs run in INT8 kernels: u8 activations fuse best on x86")
+    for msg in late:
+        LOGGER.warning(msg)
+    notes += late
     return ExportResult(fp32, int8, imgsz, len(files), calib_split, method, groups, float_nodes,
-                        asdict(settings) | {"platform": platform.machine()}, notes)
+                        asdict(settings) | {"platform": platform.machine()}, notes, share.summary())
 
 
 def _check_writable(*targets: Path) -> None:

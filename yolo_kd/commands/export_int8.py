@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import KDError
-from ..export_report import ModelRow, markdown_table, measure, ultralytics_int8
+from ..export_report import ModelRow, markdown_table, measure_all, ultralytics_int8
 from ..fileio import write_json_atomic
 from ..quantize import FLOAT_GROUPS, METHODS, QuantSettings, export_int8
 
@@ -57,15 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                       keep_float=args.keep_float, out_dir=args.out_dir, fp32_name=args.fp32_name,
                       int8_name=args.int8_name, settings=settings)
     out_dir = res.int8_onnx.parent
-    common = dict(data=args.data, imgsz=args.imgsz, threads=args.threads, latency_seconds=args.latency_seconds,
-                  with_map=not args.no_map, device=args.device)
-    rows = [measure("FP32 ONNX", res.fp32_onnx, **common), measure("yolo_kd INT8", res.int8_onnx, **common)]
+    models = {"FP32 ONNX": res.fp32_onnx, "yolo_kd INT8": res.int8_onnx}
+    peer_error = None
     if not args.no_peer:
-        peer_path = out_dir / f"{Path(args.model).stem}_ultralytics_int8.onnx"
         try:
-            rows.append(measure("Ultralytics quantize=8", ultralytics_int8(args.model, args.data, args.imgsz, peer_path), **common))
+            models["Ultralytics quantize=8"] = ultralytics_int8(
+                args.model, args.data, args.imgsz, out_dir / f"{Path(args.model).stem}_ultralytics_int8.onnx")
         except KDError as e:
-            rows.append(ModelRow("Ultralytics quantize=8", error=str(e)))
+            peer_error = str(e)
+    rows = measure_all(models, args.data, args.imgsz, threads=args.threads, latency_seconds=args.latency_seconds,
+                       with_map=not args.no_map, device=args.device)
+    if peer_error:
+        rows.append(ModelRow("Ultralytics quantize=8", error=peer_error))
     table = markdown_table(rows)
     verdict = targets(rows)
     report = {"export": res.to_dict(), "threads": args.threads, "rows": [r.to_dict() for r in rows], "targets": verdict}
