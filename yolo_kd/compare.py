@@ -218,10 +218,11 @@ def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None)
             lines.append(f"| {r['run']} | failed | {'; '.join(r['failed'])} | | | | | | | | |")
             continue
         note = f" ({len(r['failed'])} failed)" if r["failed"] else ""
+        gap = "" if np.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
         lines.append(
             f"| {r['run']} | {len(r['seeds'])}{note} | {100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f} | "
             f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f} | {100 * r['delta_map']:+.1f} | "
-            f"{'' if np.isnan(r['gap_closed']) else f'{100 * r['gap_closed']:.0f}%'} | {r['params'] / 1e6:.2f}M | {r['gflops']:.2f} | "
+            f"{gap} | {r['params'] / 1e6:.2f}M | {r['gflops']:.2f} | "
             f"{r['epoch_seconds']:.1f} | {r['time_vs_vanilla']:.2f} | {r['peak_mem_gb']:.2f} |"
         )
     if teacher:

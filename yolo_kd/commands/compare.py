@@ -15,7 +15,7 @@ from .. import compare as cmp
 from ..data import resolve_data
 from ..errors import KDError
 from ..fileio import write_json_atomic, write_text_atomic
-from .train import parse_overrides
+from .train import parse_overrides, split_key_values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv, kv = split_key_values(argv)
     args, rest = build_parser().parse_known_args(argv)
-    extra = parse_overrides(rest)  # any other Ultralytics argument, applied to every run
+    extra = parse_overrides(rest + kv)  # any other Ultralytics argument, applied to every run
     data = resolve_data(args.data)
     out = Path(args.project).resolve()
     if args.runs:

@@ -44,6 +44,15 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def split_key_values(argv: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    """Separate Ultralytics-style ``key=value`` tokens from the rest (so ``nargs='+'`` options cannot swallow them)."""
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    kv = [t for t in argv if "=" in t and not t.startswith("-")]
+    return [t for t in argv if t not in kv], kv
+
+
 def _smart(value: str) -> Any:
     from ultralytics.cfg import smart_value
 
@@ -69,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..api import train
 
+    argv, kv = split_key_values(argv)
     args, rest = build_parser().parse_known_args(argv)
-    overrides = parse_overrides(rest)
+    overrides = parse_overrides(rest + kv)
     kd = {k: v for k, v in vars(args).items() if k.startswith("kd_") and k != "kd_cfg" and v is not None}
     if args.resume:
         if args.resume is True:

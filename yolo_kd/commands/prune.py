@@ -1,0 +1,99 @@
+"""``tools/prune.py`` / ``yolo-kd prune``: structured channel pruning with distillation fine-tuning.
+
+    python tools/prune.py --model runs/kd/exp/weights/best.pt --teacher teacher.pt --data my.yaml \\
+        --target-flops 0.5 --steps 4 --epochs-per-step 10
+
+Writes ``<project>/<name>/weights/best.pt`` (loads in stock ``ultralytics.YOLO``), one fine-tuning run per step
+(``stepK/``), ``prune_results.json``, ``prune_results.md`` and ``map_vs_gflops.png``. Other Ultralytics training
+arguments (lr0, optimizer, workers, seed, ...) pass through to the fine-tuning as ``key=value`` or ``--key value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+from ..errors import KDError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..pruning import IMPORTANCES
+
+    p = argparse.ArgumentParser(
+        prog="prune",
+        description="Iteratively prune a YOLO detector's channels to a FLOPs target, fine-tuning with distillation "
+        "after each step. Other Ultralytics training arguments pass through as key=value or --key value.",
+    )
+    p.add_argument("--model", required=True, help="trained detection checkpoint to prune (.pt)")
+    p.add_argument("--teacher", help="teacher .pt for the fine-tuning (default: the unpruned --model itself)")
+    p.add_argument("--data", required=True, help="dataset YAML, or synthetic[:tiny|small|bench]")
+    p.add_argument("--target-flops", type=float, default=0.5, help="fraction of the GFLOPs to keep, in (0, 1) (default 0.5)")
+    p.add_argument("--steps", type=int, default=4, help="pruning steps to reach the target (default 4)")
+    p.add_argument("--epochs-per-step", type=int, default=10, help="fine-tuning epochs after each step, 0 = none (default 10)")
+    p.add_argument("--importance", default="l2", choices=sorted(IMPORTANCES), help="channel importance criterion (default l2)")
+    p.add_argument("--round-to", type=int, default=8, help="kept channels are a multiple of this (default 8)")
+    p.add_argument("--ignore", nargs="*", default=[], metavar="LAYER", help="layer indices or module names to leave unpruned")
+    p.add_argument("--imgsz", type=int, default=640, help="fine-tuning and validation image size (default 640)")
+    p.add_argument("--batch", type=int, default=16, help="fine-tuning batch size (default 16)")
+    p.add_argument("--device", default=None, help="cpu, 0, 0,1 ... (default: Ultralytics' choice)")
+    p.add_argument("--kd-cfg", help="distillation YAML for the fine-tuning (default cfg/kd_default.yaml)")
+    p.add_argument("--project", default="runs/prune", help="output root (default runs/prune)")
+    p.add_argument("--name", default="exp", help="run name (default exp)")
+    p.add_argument("--latency-imgsz", type=int, nargs="*", default=None, metavar="PX",
+                   help="ONNX sizes to time (default: --imgsz; give no value to skip timing)")
+    p.add_argument("--latency-seconds", type=float, default=6.0, help="timing budget per model and size (default 6)")
+    p.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default 2)")
+    p.add_argument("--flops-imgsz", type=int, default=640, help="image size for GFLOPs (default 640, as Ultralytics)")
+    p.add_argument("--max-map-drop", type=float, default=None, metavar="POINTS",
+                   help="stop once a step loses more than this many mAP50-95 points (e.g. 1.0)")
+    p.add_argument("--no-plot", action="store_true", help="do not write map_vs_gflops.png")
+    p.add_argument("--control", action="store_true",
+                   help="also fine-tune the unpruned model for steps x epochs-per-step epochs: the fair mAP reference")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..prune_loop import prune_iteratively
+    from .train import parse_overrides
+
+    args, rest = build_parser().parse_known_args(argv)
+    overrides = parse_overrides(rest)
+    for key in ("model", "data", "imgsz", "batch", "device", "project", "name", "epochs"):
+        if key in overrides:
+            raise KDError(f"'{key}' is set by this tool: use its own option (see --help) instead of {key}=...")
+    if args.max_map_drop is not None and args.max_map_drop < 0:
+        raise KDError(f"--max-map-drop {args.max_map_drop} is negative: pass the mAP50-95 points you accept to lose, e.g. 1.0")
+    if args.threads < 1:
+        raise KDError(f"--threads {args.threads} is invalid: pass 1 or more onnxruntime threads")
+    result = prune_iteratively(
+        args.model,
+        args.data,
+        teacher=args.teacher,
+        target_flops=args.target_flops,
+        steps=args.steps,
+        epochs_per_step=args.epochs_per_step,
+        importance=args.importance,
+        round_to=args.round_to,
+        ignore=args.ignore,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        kd_cfg=args.kd_cfg,
+        project=args.project,
+        name=args.name,
+        latency_imgsz=args.latency_imgsz,
+        latency_seconds=args.latency_seconds,
+        threads=args.threads,
+        flops_imgsz=args.flops_imgsz,
+        max_map_drop=None if args.max_map_drop is None else args.max_map_drop / 100,
+        plot=not args.no_plot,
+        control=args.control,
+        **overrides,
+    )
+    print("\n" + result.table + "\n")
+    if result.stopped_early:
+        print("stopped early: the last step lost more mAP50-95 than --max-map-drop")
+    print(f"best:  {result.best}\njson:  {result.json}")
+    if result.png:
+        print(f"plot:  {result.png}")
+    return 0
