@@ -21,9 +21,17 @@ from torch import nn
 __all__ = ["SplitCSP", "split_blocks", "merge_blocks", "slice_conv", "cat_convs"]
 
 
+def _copy_conv(conv: nn.Module) -> nn.Module:
+    """Deep copy of a ``Conv`` that still shares its activation (Ultralytics shares one SiLU across all Convs)."""
+    new = copy.deepcopy(conv)
+    if hasattr(conv, "act"):
+        new.act = conv.act
+    return new
+
+
 def slice_conv(conv: nn.Module, keep: slice) -> nn.Module:
     """Copy of an Ultralytics ``Conv`` (conv + optional bn + act) keeping output channels ``keep``."""
-    new = copy.deepcopy(conv)
+    new = _copy_conv(conv)
     c = new.conv
     c.weight = nn.Parameter(c.weight.data[keep].clone())
     if c.bias is not None:
@@ -41,7 +49,7 @@ def slice_conv(conv: nn.Module, keep: slice) -> nn.Module:
 
 def cat_convs(a: nn.Module, b: nn.Module) -> nn.Module:
     """One ``Conv`` whose outputs are ``a``'s followed by ``b``'s (same input, kernel and activation)."""
-    new = copy.deepcopy(a)
+    new = _copy_conv(a)
     c, cb = new.conv, b.conv
     c.weight = nn.Parameter(torch.cat([c.weight.data, cb.weight.data]))
     if c.bias is not None:

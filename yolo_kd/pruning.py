@@ -1,0 +1,388 @@
+"""Structured channel pruning of Ultralytics YOLO11 / YOLOv8 detection models with torch-pruning's dependency graph.
+
+What is pruned: every group of coupled conv channels in the backbone, neck and the hidden layers of the Detect head
+(convs, their BatchNorms, depthwise convs, residual adds, concatenations, SPPF, the C2f/C3k2 halves in lock-step).
+What is left alone, and why:
+
+- the Detect head's last 1x1 convs and the DFL: their outputs are the box/class maps, whose shapes must not change;
+- attention (``Attention`` in C2PSA / C3k2-attn, ``AAttn``): its heads are carved out of ``qkv`` by a reshape the
+  graph cannot see, so the whole residual stream through an attention block keeps its width (and, because the two
+  halves of C2PSA are pruned together, C2PSA's ``cv1`` keeps its width too);
+- any layer the caller lists in ``ignore``.
+
+Channels kept in each pruned group are rounded to the nearest multiple of ``round_to`` (never below ``round_to``).
+The result uses only stock Ultralytics classes, so it saves, reloads, trains, validates and exports like any model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import KDError
+from .fileio import atomic_path
+from .prunable_blocks import SplitCSP, merge_blocks, split_blocks
+
+__all__ = [
+    "PruningPlan",
+    "kept_channels",
+    "save_pruned_checkpoint",
+    "IMPORTANCES",
+    "check_prunable",
+    "count_params",
+    "model_gflops",
+    "ignored_modules",
+    "prune_by_ratio",
+    "prune_model",
+]
+
+#: name -> factory of a torch-pruning importance criterion
+IMPORTANCES = {
+    "l1": lambda tp: tp.importance.MagnitudeImportance(p=1),
+    "l2": lambda tp: tp.importance.MagnitudeImportance(p=2),
+    "bn": lambda tp: tp.importance.BNScaleImportance(),  # network slimming: |BN gamma|, summed over the group
+    "lamp": lambda tp: tp.importance.LAMPImportance(p=2),
+    "fpgm": lambda tp: tp.importance.FPGMImportance(p=2),
+}
+
+#: blocks that split or chunk feature maps in ways this module does not rewrite (YOLOv9/v10 families)
+_UNSUPPORTED = {"ADown", "RepNCSPELAN4", "ELAN1", "C2fAttn", "PSA", "C2", "CBLinear", "CBFuse", "RepConv", "ImagePoolingAttn"}
+_ATTENTION = {"Attention", "AAttn"}
+
+
+def check_prunable(model: nn.Module, what: str = "model") -> nn.Module:
+    """Return the Detect head of ``model`` or raise one line: not a detection model, or unsupported blocks."""
+    from .checkpoints import detect_head
+
+    head = detect_head(model)
+    if head is None:
+        task = getattr(model, "task", None) or type(model).__name__
+        raise KDError(
+            f"{what} has no Detect head (task: {task}): pass a YOLO detection model (e.g. a yolo11n/yolov8n detect checkpoint)"
+        )
+    bad = sorted({type(m).__name__ for m in model.modules()} & _UNSUPPORTED)
+    if bad:
+        raise KDError(f"{what} contains blocks that cannot be pruned yet ({', '.join(bad)}): prune a YOLO11 or YOLOv8 model")
+    return head
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_gflops(model: nn.Module, imgsz: int = 640) -> float:
+    """GFLOPs of one ``imgsz`` x ``imgsz`` image, computed exactly as Ultralytics' ``model.info()`` reports them."""
+    from ultralytics.utils.torch_utils import get_flops
+
+    flops = get_flops(model, imgsz)
+    if not flops:  # thop missing or failed: count MACs with torch-pruning instead (2 FLOPs per MAC)
+        import torch_pruning as tp
+
+        p = next(model.parameters())
+        with _eval_mode(model):
+            macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype))
+        flops = 2 * macs / 1e9
+    return float(flops)
+
+
+def ignored_modules(model: nn.Module, ignore: Iterable[int | str | nn.Module] = ()) -> list[nn.Module]:
+    """Modules whose output channels must stay: Detect's final convs and DFL, attention, plus ``ignore``.
+
+    ``ignore`` items are layer indices into ``model.model`` (e.g. 22), module names (e.g. "model.22.cv2") or modules.
+    """
+    head = check_prunable(model)
+    out: list[nn.Module] = [head.dfl]
+    for name in ("cv2", "cv3", "cv4", "one2one_cv2", "one2one_cv3"):
+        branches = getattr(head, name, None)
+        if isinstance(branches, nn.ModuleList):
+            out += [seq[-1] for seq in branches]
+    out += [m for m in model.modules() if type(m).__name__ in _ATTENTION]
+    names = dict(model.named_modules())
+    for item in ignore:
+        if isinstance(item, nn.Module):
+            out.append(item)
+        elif isinstance(item, int) or str(item).isdigit():
+            i = int(item)
+            if not 0 <= i < len(model.model):
+                raise KDError(f"--ignore layer {i} does not exist: pass layer indices between 0 and {len(model.model) - 1}")
+            out.append(model.model[i])
+        elif str(item) in names:
+            out.append(names[str(item)])
+        else:
+            raise KDError(f"--ignore '{item}' is neither a layer index nor a module name: use e.g. 22 or model.22.cv2")
+    return out
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+@contextlib.contextmanager
+def _traceable(model: nn.Module) -> Iterator[None]:
+    """Eval mode, every parameter requiring grad and the split halves coupled, for graph tracing only."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    splits = [m for m in model.modules() if isinstance(m, SplitCSP)]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(True)
+        for m in splits:
+            m.couple = True
+        with _eval_mode(model), torch.enable_grad():
+            yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m in splits:
+            m.couple = False
+
+
+def _check_args(ratio: float | None = None, round_to: int = 8, importance: str = "l2") -> None:
+    if ratio is not None and not 0.0 <= ratio < 1.0:
+        raise KDError(f"channel pruning ratio {ratio} is out of range: pass a value in [0, 1)")
+    if not isinstance(round_to, int) or round_to < 1:
+        raise KDError(f"--round-to {round_to} is invalid: pass a positive integer such as 8 (1 disables rounding)")
+    if importance not in IMPORTANCES:
+        raise KDError(f"unknown importance '{importance}': choose one of {', '.join(IMPORTANCES)}")
+
+
+def kept_channels(c: int, ratio: float, round_to: int = 8) -> int:
+    """Channels a group of ``c`` keeps at ``ratio``: ``c * (1 - ratio)`` rounded to the nearest multiple of
+    ``round_to``, at least ``round_to`` and at most ``c`` (groups of ``round_to`` channels or fewer are kept whole)."""
+    if c <= round_to:
+        return c
+    kept = int(math.floor(c * (1.0 - ratio) / round_to + 0.5)) * round_to
+    return min(c, max(round_to, kept))
+
+
+class PruningPlan:
+    """Torch-pruning's dependency graph of a model whose split blocks are wrapped (:func:`split_blocks`).
+
+    Lists the prunable groups (coupled output channels of convs, with every conv/BN/concat they touch), scores each
+    channel once with the chosen importance, predicts conv FLOPs for any ratio without touching the model, and
+    finally prunes the model in place (:meth:`apply`).
+    """
+
+    def __init__(self, model: nn.Module, importance: str, round_to: int, ignored: Sequence[nn.Module], trace_imgsz: int = 64):
+        import torch_pruning as tp
+
+        self.model, self.round_to, self.trace_imgsz = model, round_to, trace_imgsz
+        p = next(model.parameters())
+        x = torch.zeros(1, 3, trace_imgsz, trace_imgsz, device=p.device, dtype=p.dtype)
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        self.hw = _conv_output_areas(model, x, convs)  # conv -> H*W of its output at trace_imgsz
+        with _traceable(model):
+            self.dg = tp.DependencyGraph().build_dependency(model, example_inputs=x)
+        skip = {s for m in ignored for s in m.modules()}
+        for sp in (m for m in model.modules() if isinstance(m, SplitCSP)):  # ignoring one half ignores both
+            if sp.cv0.conv in skip or sp.cv1.conv in skip:
+                skip |= set(sp.cv0.modules()) | set(sp.cv1.modules())
+        skip = list(skip)
+        scorer = IMPORTANCES[importance](tp)
+        self.groups: list[dict] = []
+        for group in self.dg.get_all_groups(ignored_layers=skip, root_module_types=[nn.Conv2d]):
+            root = group[0].dep.target.module
+            c = self.dg.get_out_channels(root)
+            if c is None or c <= round_to:
+                continue
+            scores = scorer(group)
+            if scores is None:
+                continue
+            outs, ins = {}, {}
+            for dep, idxs in group:
+                m = dep.target.module
+                if isinstance(m, nn.Conv2d):
+                    if self.dg.is_out_channel_pruning_fn(dep.handler):
+                        outs[m] = 1.0
+                    elif self.dg.is_in_channel_pruning_fn(dep.handler):
+                        ins[m] = len(idxs) / c  # input channels lost per channel of this group (1 through a concat)
+            self.groups.append(dict(root=root, channels=c, scores=scores.cpu(), outs=outs, ins=ins))
+        self._shape = {m: (m.out_channels, m.in_channels, m.groups, m.kernel_size[0] * m.kernel_size[1]) for m in convs}
+
+    def removed(self, ratio: float) -> list[int]:
+        """Channels each group loses at a uniform ``ratio`` (see :func:`kept_channels`)."""
+        return [g["channels"] - kept_channels(g["channels"], ratio, self.round_to) for g in self.groups]
+
+    def conv_macs(self, removed: Sequence[int], imgsz: int | None = None) -> float:
+        """Multiply-accumulates of all convs once each group lost ``removed[i]`` channels, for an ``imgsz`` image."""
+        lost_out, lost_in = dict.fromkeys(self._shape, 0.0), dict.fromkeys(self._shape, 0.0)
+        for g, n in zip(self.groups, removed):
+            for m in g["outs"]:
+                lost_out[m] += n
+            for m, f in g["ins"].items():
+                lost_in[m] += n * f
+        macs = 0.0
+        for m, (co, ci, groups, k2) in self._shape.items():
+            depthwise = groups > 1 and groups == ci == co
+            per_out = k2 if depthwise else (ci - lost_in[m]) / groups * k2
+            macs += (co - lost_out[m]) * per_out * self.hw.get(m, 0)
+        return macs * ((imgsz or self.trace_imgsz) / self.trace_imgsz) ** 2
+
+    def apply(self, removed: Sequence[int]) -> None:
+        """Prune in place: group ``i`` drops its ``removed[i]`` least important channels."""
+        for g, n in zip(self.groups, removed):
+            if n > 0:
+                idxs = torch.argsort(g["scores"])[:n].tolist()
+                fn = self.dg.get_pruner_of_module(g["root"]).prune_out_channels
+                group = self.dg.get_pruning_group(g["root"], fn, idxs)
+                if self.dg.check_pruning_group(group):
+                    group.prune()
+
+
+def _conv_output_areas(model: nn.Module, x: torch.Tensor, convs: list[nn.Conv2d]) -> dict[nn.Module, int]:
+    """H*W of each conv's output for input ``x`` (one no-grad forward with hooks)."""
+    areas: dict[nn.Module, int] = {}
+    hooks = [c.register_forward_hook(lambda m, i, o: areas.__setitem__(m, o.shape[-1] * o.shape[-2])) for c in convs]
+    try:
+        with torch.no_grad(), _eval_mode(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return areas
+
+
+@contextlib.contextmanager
+def _split(model: nn.Module) -> Iterator[nn.Module]:
+    """Wrap the split blocks for the duration of the block, folding them back to stock afterwards (even on error)."""
+    split_blocks(model)
+    try:
+        yield model
+    finally:
+        merge_blocks(model)
+
+
+def prune_by_ratio(
+    model: nn.Module,
+    ratio: float,
+    importance: str = "l2",
+    round_to: int = 8,
+    ignore: Sequence[int | str | nn.Module] = (),
+    trace_imgsz: int = 64,
+) -> nn.Module:
+    """In place: remove ``ratio`` of the channels of every prunable group (local, uniform), then fold to stock blocks.
+
+    Args:
+        model: a DetectionModel (float, any device).
+        ratio: fraction of channels removed per group, in [0, 1); kept counts follow :func:`kept_channels`.
+        importance: one of :data:`IMPORTANCES`.
+        round_to: kept channels are a multiple of this.
+        ignore: extra layers to keep whole (see :func:`ignored_modules`).
+        trace_imgsz: side of the dummy image used to trace the graph (a multiple of the model's max stride).
+    Returns:
+        ``model`` itself, pruned, made of stock Ultralytics modules only.
+    """
+    _check_args(ratio, round_to, importance)
+    ignored_modules(model, ignore)  # validate before touching the model
+    if ratio > 0:
+        with _split(model):
+            plan = PruningPlan(model, importance, round_to, ignored_modules(model, ignore), trace_imgsz)
+            plan.apply(plan.removed(ratio))
+    return model
+
+
+def prune_model(
+    model: nn.Module,
+    target_flops: float = 0.5,
+    importance: str = "l2",
+    round_to: int = 8,
+    ignore: Sequence[int | str | nn.Module] = (),
+    imgsz: int = 640,
+    max_ratio: float = 0.9,
+    trace_imgsz: int = 64,
+) -> nn.Module:
+    """Prune a copy of ``model`` to at most ``target_flops`` x its GFLOPs, keeping as many channels as possible.
+
+    Every group loses the same fraction of its channels (rounded to ``round_to``): the smallest fraction whose
+    predicted FLOPs meet the target is found by bisection (no trial pruning). Groups whose rounding tips over at that
+    fraction then get their channels back, most-pruned first, while the target still holds; finally the FLOPs are
+    checked with Ultralytics' counter (and the fraction nudged up in the rare case the prediction was optimistic).
+
+    Args:
+        model: a DetectionModel; it is not modified.
+        target_flops: fraction of the input model's GFLOPs to keep, in (0, 1); 0.5 halves the FLOPs.
+        importance, round_to, ignore, trace_imgsz: see :func:`prune_by_ratio`.
+        imgsz: image side used to count FLOPs.
+        max_ratio: largest per-group channel ratio allowed.
+    Returns:
+        The pruned copy (stock modules): the largest found at or under the target or, if the target is out of reach
+        (e.g. too many layers ignored), the copy pruned at ``max_ratio``; :func:`model_gflops` tells which.
+    """
+    if not 0.0 < target_flops < 1.0:
+        raise KDError(
+            f"target FLOPs {target_flops} is out of range: pass the fraction of GFLOPs to keep, between 0 and 1 (0.5 halves them)"
+        )
+    _check_args(None, round_to, importance)
+    ignored_modules(model, ignore)  # validate
+    base = model_gflops(model, imgsz)
+    goal = target_flops * base
+    lo = 0.0
+    for _ in range(3):  # almost always once; again only if the measured FLOPs miss the goal
+        out = copy.deepcopy(model)
+        with _split(out):
+            plan = PruningPlan(out, importance, round_to, ignored_modules(out, ignore), trace_imgsz)
+            other = base - 2e-9 * plan.conv_macs(plan.removed(0.0), imgsz)  # attention, DFL, ...: kept whole
+
+            def fits(removed: list[int]) -> bool:
+                return other + 2e-9 * plan.conv_macs(removed, imgsz) <= goal
+
+            a, b = lo, max_ratio
+            if fits(plan.removed(b)):
+                for _ in range(40):  # smallest uniform ratio whose predicted FLOPs meet the goal
+                    mid = (a + b) / 2
+                    a, b = (a, mid) if fits(plan.removed(mid)) else (mid, b)
+            removed, lighter = plan.removed(b), plan.removed(a)
+            tipped = [i for i in range(len(removed)) if lighter[i] < removed[i]]
+            for i in sorted(tipped, key=lambda i: -removed[i] / plan.groups[i]["channels"]):
+                trial = removed[:i] + [lighter[i]] + removed[i + 1:]
+                if fits(trial):
+                    removed = trial
+            plan.apply(removed)
+        if model_gflops(out, imgsz) <= goal * (1 + 1e-6) or b >= max_ratio:
+            return out
+        lo = b + 1e-3
+    return out
+
+
+def save_pruned_checkpoint(model: nn.Module, path: str | Path, train_args: dict | None = None, meta: dict | None = None) -> Path:
+    """Write ``model`` atomically as a stock Ultralytics checkpoint (FP16 weights, like a trainer's ``best.pt``).
+
+    ``train_args`` (e.g. the source checkpoint's) lets ``YOLO(path)`` reuse the original settings; ``meta`` (plain
+    values) is stored under ``"yolo_kd_pruning"``. Returns ``path``.
+    """
+    from datetime import datetime
+
+    from ultralytics import __version__
+
+    m = copy.deepcopy(model).float()
+    if hasattr(m, "criterion"):
+        m.criterion = None  # training-only state
+    ckpt = {
+        "date": datetime.now().isoformat(),
+        "version": __version__,
+        "epoch": -1,
+        "best_fitness": None,
+        "model": m.half(),
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": dict(train_args or {}),
+        "train_metrics": None,
+        "yolo_kd_pruning": dict(meta or {}),
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return path
