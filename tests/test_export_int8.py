@@ -253,3 +253,21 @@ def test_bad_options(trained):
     # a float head between quantized tensors would be re-quantized by onnxruntime at load time: dfl comes with it
     assert parse_keep_float("head") == ("head", "dfl")
     assert parse_keep_float("none") == () and parse_keep_float("all") == ("head", "dfl", "concat")
+
+
+def test_command_writes_report(trained, tmp_path, capsys):
+    import json
+
+    from yolo_kd.commands.export_int8 import main
+
+    model, data = trained
+    code = run_cli(main, ["--model", str(model), "--data", str(data), "--imgsz", str(IMGSZ), "--calib-images", "8",
+                          "--out-dir", str(tmp_path), "--no-peer", "--no-map", "--latency-seconds", "0.3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| FP32 ONNX |" in out and "| yolo_kd INT8 |" in out and "81/88" in out
+    report = json.loads((tmp_path / "last_int8_report.json").read_text())
+    fp32, int8 = report["rows"]
+    assert int8["int8_convs"] == 81 and fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
+    assert int8["latency_ms"] > 0 and "latency <= 0.5x FP32" in report["targets"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last_fp32.onnx", "last_int8.onnx", "last_int8_report.json"]

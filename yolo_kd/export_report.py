@@ -157,7 +157,7 @@ def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:
             lines.append(f"| {r.name} | {r.error} |  |  |  |  |  |  |")
             continue
         ratio = f"{r.latency_ms / base.latency_ms:.2f}x" if base and base.latency_ms else "-"
-        fmt = lambda v, p=3: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+        fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
         lines.append(
             f"| {r.name} | {r.size_mb:.2f} | {r.int8_convs}/{r.convs} | {100 * r.int8_mac_share:.0f}% | "
             f"{r.latency_ms:.1f} / {r.p90_ms:.1f} | {ratio} | {fmt(r.map50)} | {fmt(r.map50_95)} |"
