@@ -147,6 +147,7 @@ def test_bad_input_gives_one_line(model, video, tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x00garbage" * 50)
     assert "cannot load" in fails("--model", str(broken))
+    assert "cannot open stream" in fails("--source", "http://127.0.0.1:9/stream.mjpg")  # connection refused
     not_video = tmp_path / "clip.mp4"
     not_video.write_text("not a video")
     assert "cannot read video" in fails("--source", str(not_video))
@@ -160,3 +161,42 @@ def test_script_reports_missing_camera_in_one_line(model):
     assert proc.stderr.strip().splitlines() == [
         "yolo_kd: error: cannot open camera 7: check the index (0 is the first camera), that it is connected "
         "and that no other program is using it"]
+
+
+class _FakeCapture:
+    """cv2.VideoCapture stand-in that replays ``reads``: an image (a decoded frame) or None (a failed read)."""
+
+    def __init__(self, reads: list):
+        self.reads, self.released = list(reads), False
+
+    def read(self):
+        item = self.reads.pop(0) if self.reads else None
+        return item is not None, item
+
+    def release(self):
+        self.released = True
+
+
+def _capture(kind: str, reads: list, frame_count: int | None = None) -> tuple:
+    from yolo_kd.video_io import CaptureSource
+
+    messages: list[str] = []
+    source = object.__new__(CaptureSource)  # skip opening a device: feed scripted reads instead
+    source.kind, source.label, source.log, source.fps, source.frame_count = kind, "src", messages.append, None, frame_count
+    source.cap = _FakeCapture(reads)
+    return source, messages
+
+
+def test_camera_that_disappears_ends_cleanly():
+    img = np.zeros((4, 4, 3), np.uint8)
+    source, messages = _capture("camera", [img, img, img])
+    assert [f.index for f in source] == [0, 1, 2]
+    assert messages == ["camera src stopped delivering frames (disconnected or in use?): stopping after 3 frames"]
+    assert source.cap.released
+
+
+def test_undecodable_video_frame_is_skipped():
+    img = np.zeros((4, 4, 3), np.uint8)
+    source, messages = _capture("video", [img, None, img, img], frame_count=4)
+    assert [f.index for f in source] == [0, 2, 3]
+    assert messages == ["frame 1 of 'src' could not be decoded: skipping it", "end of video 'src' after 3 frames"]

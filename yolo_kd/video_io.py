@@ -24,7 +24,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
 #: consecutive failed reads tolerated before a source is declared finished
-MAX_FAILURES = {"camera": 5, "stream": 50, "video": 10}
+MAX_FAILURES = {"camera": 5, "stream": 5, "video": 10}
+STREAM_TIMEOUT_MS = 10_000  # open and read timeouts for stream URLs, so a dead stream never hangs the tool
 
 Log = Callable[[str], None]
 
@@ -81,7 +82,12 @@ class CaptureSource(FrameSource):
     def __init__(self, target: int | str, kind: str, label: str, log: Log = log_stderr):
         self.kind, self.label, self.log = kind, label, log
         with _quiet_opencv():
-            self.cap = cv2.VideoCapture(target)
+            if kind == "stream":
+                timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                            STREAM_TIMEOUT_MS]
+                self.cap = cv2.VideoCapture(target, cv2.CAP_ANY, timeouts)
+            else:
+                self.cap = cv2.VideoCapture(target)
         if not self.cap.isOpened():
             self.cap.release()
             raise KDError({
