@@ -55,6 +55,7 @@ class RunResult:
     variant: str
     seed: int
     run_dir: str
+    kind: str = "kd"  # vanilla | kd | builtin: how it was trained
     status: str = "ok"  # ok | failed
     error: str = ""
     map50: float = float("nan")
@@ -124,15 +125,20 @@ def run_one(spec: RunSpec) -> None:
 
 
 # ----- reading and evaluating runs -----
-def describe_run(run_dir: Path) -> tuple[str, int]:
-    """(variant, seed) of a finished run folder, from its run_spec.json or args.yaml/kd.yaml."""
-    spec = run_dir / "run_spec.json"
-    if spec.exists():
-        d = json.loads(spec.read_text())
-        return d["variant"], int(d["seed"])
+def describe_run(run_dir: Path) -> tuple[str, str, int]:
+    """(name, kind, seed) of a run folder. kind (vanilla | kd | builtin) comes from its kd.yaml/args.yaml;
+    the name from its run_spec.json, else the folder name without a ``-seedN`` suffix (runs of one
+    name are averaged over seeds)."""
     args = yaml.safe_load((run_dir / "args.yaml").read_text()) if (run_dir / "args.yaml").exists() else {}
-    variant = "kd" if (run_dir / "kd.yaml").exists() else "builtin" if args.get("distill_model") else "vanilla"
-    return variant, int(args.get("seed", 0))
+    spec = json.loads((run_dir / "run_spec.json").read_text()) if (run_dir / "run_spec.json").exists() else {}
+    kind = "kd" if (run_dir / "kd.yaml").exists() else "builtin" if args.get("distill_model") else "vanilla"
+    if spec:
+        kind = "vanilla" if spec["variant"] == "vanilla" else "builtin" if spec["variant"] == "builtin" else "kd"
+        return spec["variant"], kind, int(spec["seed"])
+    name = run_dir.name
+    if "-seed" in name and name.rsplit("-seed", 1)[1].isdigit():
+        name = name.rsplit("-seed", 1)[0]
+    return name, kind, int(args.get("seed", 0))
 
 
 def _curve(run_dir: Path) -> tuple[list[float], float]:
@@ -164,8 +170,8 @@ def evaluate(weights: str | Path, data: str, imgsz: int, batch: int, device: str
 
 def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | None) -> RunResult:
     """Evaluate one finished (or failed) run folder."""
-    variant, seed = describe_run(run_dir)
-    res = RunResult(variant, seed, str(run_dir))
+    variant, kind, seed = describe_run(run_dir)
+    res = RunResult(variant, seed, str(run_dir), kind)
     info = run_dir / "run_result.json"
     if info.exists():
         d = json.loads(info.read_text())
@@ -186,6 +192,7 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
     """Mean ± std over seeds per variant, delta vs vanilla and share of the teacher-student gap closed."""
     rows = []
     variants = list(dict.fromkeys(r.variant for r in results))
+    base_name = next((r.variant for r in results if r.kind == "vanilla"), None)
     base = {}
     for v in variants:
         ok = [r for r in results if r.variant == v and r.status == "ok"]
@@ -198,7 +205,7 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
         row["params"] = ok[0].params if ok else 0
         row["gflops"] = ok[0].gflops if ok else float("nan")
         rows.append(row)
-        if v == "vanilla":
+        if v == base_name:
             base = row
     for row in rows:
         row["delta_map"] = row["map"] - base.get("map", float("nan"))
