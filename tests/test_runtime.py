@@ -140,6 +140,7 @@ def test_dynamic_model_uses_minimum_rectangle_and_max_det(models):
     assert blob.shape == (1, 3, 96, 128) and blob.dtype == np.float32
     assert lb.pad == (0, 8) and lb.gain == (0.8, 0.8)
     assert len(det(image)) == 7
+    assert Detector(models["dynamic"]).imgsz == (640, 640)  # Ultralytics predict's default, not the export size
 
 
 def test_letterbox_matches_ultralytics():

@@ -180,7 +180,7 @@ class Detector:
     Args:
         model_path: exported ``.onnx`` file (FP32, FP16 or INT8 QDQ).
         conf, iou, max_det: thresholds, defaults as Ultralytics predict (class-aware NMS).
-        imgsz: network input size for dynamic-shape models (int or (h, w)); default the size stored in the model.
+        imgsz: network input size for dynamic-shape models (int or (h, w)); default 640 as in Ultralytics.
         threads: ONNX Runtime intra-op threads (None: onnxruntime's default, one per physical core).
         providers: ONNX Runtime execution providers (default CUDA when available, else CPU).
 
@@ -252,7 +252,7 @@ class Detector:
         self.input_shape = (1, 3, *self.imgsz)
 
     def _input_size(self, path: Path, shape: list, imgsz) -> tuple[int, int]:
-        """(h, w) letterbox target: the fixed input, else ``imgsz``, the exported size, or 640."""
+        """(h, w) letterbox target: the fixed input, else ``imgsz``, else 640."""
         want = None if imgsz is None else (int(imgsz), int(imgsz)) if np.isscalar(imgsz) else tuple(map(int, imgsz))
         if not self.dynamic:
             fixed = (int(shape[2]), int(shape[3]))
@@ -260,9 +260,7 @@ class Detector:
                 raise KDError(f"imgsz {want[0]}x{want[1]} does not match the fixed input {fixed[0]}x{fixed[1]} of "
                               f"'{path.name}': use imgsz={fixed[0]} or re-export with imgsz={want[0]} (or dynamic=True)")
             return fixed
-        if want is None:
-            exported = _literal(self.metadata.get("imgsz"), None)
-            want = tuple(exported) if isinstance(exported, (list, tuple)) and len(exported) == 2 else (640, 640)
+        want = want or (640, 640)  # like Ultralytics predict, which ignores the export size of dynamic models
         if any(v <= 0 or v % self.stride for v in want):
             raise KDError(f"imgsz {want} is not a positive multiple of the model stride {self.stride}: "
                           f"use e.g. imgsz={max(self.stride, round(want[0] / self.stride) * self.stride)}")
