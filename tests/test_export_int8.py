@@ -27,16 +27,36 @@ IMGSZ = 128
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """(best.pt, data.yaml): yolo11n trained 3 epochs on the tiny shapes preset."""
+    """(model.pt, data.yaml): a yolo11n whose BatchNorm statistics are calibrated on the tiny shapes train split.
+
+    A few epochs of training on the tiny set leave a detector whose output ignores the image (flat scores at the
+    class-bias prior), which would make any FP32/INT8 agreement trivial. Random weights with BatchNorm statistics
+    measured on real images give input-dependent boxes and scores at realistic activation ranges, in a second.
+    """
+    import torch
     from ultralytics import YOLO
 
     from yolo_kd.synthetic import make_shapes_dataset
 
     root = tmp_path_factory.mktemp("int8")
-    data = make_shapes_dataset(root / "data", "tiny")
-    YOLO("yolo11n.yaml").train(data=str(data), epochs=3, imgsz=IMGSZ, batch=16, device="cpu", workers=0, plots=False,
-                               project=str(root / "runs"), name="t", exist_ok=True, seed=0, verbose=False, val=False)
-    return root / "runs" / "t" / "weights" / "last.pt", Path(data)
+    data = Path(make_shapes_dataset(root / "data", "tiny"))
+    torch.manual_seed(0)
+    yolo = YOLO("yolo11n.yaml")
+    net = yolo.model
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batch
+    images = sorted((data.parent / "images" / "train").glob("*.png"))
+    x = torch.from_numpy(np.concatenate([letterbox_tensor(cv2.imread(str(f)), IMGSZ) for f in images]))
+    net.train()
+    with torch.no_grad():
+        net(x)
+    net.eval()
+    for seq in net.model[-1].cv3:  # class logits around 0 instead of the ~0.003 prior, so scores spread over (0, 1)
+        seq[-1].bias.data.zero_()
+    yolo.save(str(root / "last.pt"))
+    return root / "last.pt", data
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +84,28 @@ def _iou(a, b):
 
 def test_int8_detections_agree_with_fp32(exported, trained):
     _, data = trained
-    files = sorted((data.parent / "images" / "val").glob("*.png"))[:6]
+    files = sorted((data.parent / "images" / "val").glob("*.png"))
     fp32, int8 = _session(exported.fp32_onnx), _session(exported.int8_onnx)
     name = fp32.get_inputs()[0].name
+    ious, same_cls, margins, dscore, spread = [], [], [], [], []
     for f in files:
         x = letterbox_tensor(cv2.imread(str(f)), IMGSZ)
         assert x.shape == (1, 3, IMGSZ, IMGSZ) and 0 <= x.min() and x.max() <= 1
         p, q = fp32.run(None, {name: x})[0][0], int8.run(None, {name: x})[0][0]  # (4 + nc, anchors)
         assert p.shape == q.shape and np.isfinite(q).all()
-        top = np.argsort(-p[4:].max(0))[:10]  # the 10 most confident FP32 candidates
-        assert np.median(_iou(p[:4, top].T, q[:4, top].T)) > 0.9
-        assert (p[4:, top].argmax(0) == q[4:, top].argmax(0)).mean() >= 0.8
-        assert np.abs(p[4:, top].max(0) - q[4:, top].max(0)).max() < 0.1
-        assert q[4:, top].max() > 0  # scores are not rounded to zero
+        top = np.argsort(-p[4:].max(0))[:20]  # the 20 most confident FP32 candidates, matched by anchor
+        ious += list(_iou(p[:4, top].T, q[:4, top].T))
+        same_cls += list(p[4:, top].argmax(0) == q[4:, top].argmax(0))
+        ranked = np.sort(p[4:, top], 0)
+        margins += list(ranked[-1] - ranked[-2])
+        dscore += list(np.abs(p[4:, top].max(0) - q[4:, top].max(0)))
+        spread.append(np.ptp(p[4:].max(0)))
+    ious, same_cls, margins, dscore = map(np.asarray, (ious, same_cls, margins, dscore))
+    assert np.median(spread) > 0.1  # the output depends on the image: the checks below are not on a flat output
+    assert np.median(ious) > 0.95 and np.percentile(ious, 10) > 0.5
+    # random class projections are near ties; where FP32 has a clear winner, INT8 mostly picks the same class
+    assert same_cls[margins > 0.02].mean() > 0.6
+    assert np.median(dscore) < 0.03 and np.percentile(dscore, 90) < 0.15  # scores close, not rounded to zero
 
 
 def test_outputs_and_metadata(exported):
