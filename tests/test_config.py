@@ -54,3 +54,32 @@ def test_schedule_values():
     assert kd_weight_multiplier(const, 8, 0.85, 10, 2) == 0.0
     assert kd_weight_multiplier(const, 7, 0.75, 10, 2) == 1.0
     assert kd_weight_multiplier(const, 1, 0.5, 2, 10) == 1.0
+
+
+def test_dataset_checks_name_the_problem(tmp_path):
+    from pathlib import Path
+
+    from yolo_kd.data import resolve_data
+    from yolo_kd.synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "ds", "tiny", n_train=6, n_val=3)
+    assert resolve_data(data) == str(data)
+    with pytest.raises(KDError, match="not found"):
+        resolve_data(tmp_path / "missing.yaml")
+    with pytest.raises(KDError, match="unknown synthetic preset"):
+        resolve_data("synthetic:huge")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"path: {tmp_path / 'nowhere'}\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    with pytest.raises(KDError, match="does not exist"):
+        resolve_data(bad)
+    empty = tmp_path / "empty"
+    (empty / "images" / "train").mkdir(parents=True)
+    (empty / "images" / "val").mkdir(parents=True)
+    e = tmp_path / "empty.yaml"
+    e.write_text(f"path: {empty}\ntrain: images/train\nval: images/val\nnames: [a]\n")
+    with pytest.raises(KDError, match="'train' of .* has no images"):
+        resolve_data(e)
+    label = sorted(Path(tmp_path / "ds" / "labels" / "val").glob("*.txt"))[0]
+    label.write_text("9 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(KDError, match="class id 9 but the dataset has 4 classes"):
+        resolve_data(data)
