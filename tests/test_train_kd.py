@@ -144,3 +144,50 @@ def test_cli_passthrough_and_one_line_errors(tiny_data, teacher_pt, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "cli" / "weights" / "best.pt").exists()
     assert "cls: 0.5" in (tmp_path / "cli" / "kd.yaml").read_text()
+
+
+def test_full_disk_keeps_previous_checkpoint(tiny_data, teacher_pt, tmp_path, monkeypatch):
+    import errno
+
+    overrides = dict(model="yolo11n.yaml", data=tiny_data, teacher=teacher_pt, epochs=2, project=str(tmp_path), name="full", **TRAIN_ARGS)
+    trainer = KDTrainer(overrides=overrides)
+    last = tmp_path / "full" / "weights" / "last.pt"
+    state = {}
+
+    def disk_fills_up(tr):
+        if tr.epoch == 0:
+            state["bytes"] = last.read_bytes()
+
+            def no_space(self, data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            monkeypatch.setattr(Path, "write_bytes", no_space)
+
+    trainer.add_callback("on_model_save", disk_fills_up)
+    with pytest.raises(KDError, match="No space left on device.*previous last.pt/best.pt are intact"):
+        trainer.train()
+    monkeypatch.undo()
+    assert last.read_bytes() == state["bytes"]  # the epoch-1 checkpoint survived untouched
+    assert not [p.name for p in last.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    torch.load(last, map_location="cpu", weights_only=False)
+
+
+def test_sigkill_mid_run_then_resume(tiny_data, teacher_pt, tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, str(ROOT / "tools" / "train_kd.py"), "--teacher", teacher_pt, "--data", tiny_data,
+           "epochs=3", "imgsz=64", "batch=16", "device=cpu", "workers=0", "plots=False", f"project={tmp_path}", "name=k"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "k" / "weights" / "last.pt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists()
+    torch.load(last, map_location="cpu", weights_only=False)  # never half written
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "train_kd.py"), "--resume", str(last)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = list(csv.DictReader(open(tmp_path / "k" / "results.csv")))
+    assert [int(r["epoch"]) for r in rows][-1] == 3 and "train/kd_cls" in rows[-1]
