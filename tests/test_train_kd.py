@@ -191,3 +191,13 @@ def test_sigkill_mid_run_then_resume(tiny_data, teacher_pt, tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "k" / "results.csv")))
     assert [int(r["epoch"]) for r in rows][-1] == 3 and "train/kd_cls" in rows[-1]
+
+
+def test_pretrained_student_with_other_classes_is_fine_tuned(teacher_pt, tmp_path):
+    """A .pt trained on other classes (like COCO weights) is a normal fine-tuning start, not a 'pruned' module."""
+    from yolo_kd.synthetic import make_shapes_dataset
+
+    three = make_shapes_dataset(tmp_path / "three", "tiny", n_classes=3, n_train=8, n_val=4)
+    tr = yolo_kd.train(teacher_pt, data=three, epochs=1, project=str(tmp_path), name="ft", **TRAIN_ARGS)
+    model = torch.load(tr.best, map_location="cpu", weights_only=False)["model"]
+    assert model.model[-1].nc == 3 and len(model.names) == 3

@@ -146,7 +146,8 @@ class KDTrainer(DetectionTrainer):
         if weights is None:
             return model
         fresh = model.state_dict()
-        if any(k not in fresh or fresh[k].shape != v.shape for k, v in weights.state_dict().items() if "dfl" not in k):
+        head = f"model.{len(model.model) - 1}."  # class-count dependent: differs when fine-tuning to new classes
+        if any(k not in fresh or fresh[k].shape != v.shape for k, v in weights.state_dict().items() if not k.startswith(head)):
             if int(weights.model[-1].nc) != int(self.data["nc"]):
                 raise KDError(f"student has {weights.model[-1].nc} classes but the dataset has {self.data['nc']}")
             LOGGER.info("yolo_kd: student shapes differ from its YAML (pruned?): training the given module as is")
