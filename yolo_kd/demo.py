@@ -23,7 +23,7 @@ class DemoSettings:
 
     preset: str = "small"
     imgsz: int = 128
-    batch: int = 32
+    batch: int = 16
     teacher_model: str = "yolo11s.yaml"
     teacher_epochs: int = 8
     student_epochs: int = 5
@@ -33,6 +33,10 @@ class DemoSettings:
     calib_images: int = 64
     device: str = "cpu"
     threads: int = 2
+    # a few hundred images give Ultralytics' default nominal batch (nbs=64) only ~6 optimizer steps per epoch;
+    # nbs=16 and a 1-epoch warm-up let the short demo runs learn something at the same compute
+    nbs: int = 16
+    warmup_epochs: float = 1.0
 
 
 def _stage(name: str, timings: dict[str, float]):
@@ -62,7 +66,7 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
 
     out = Path(out).resolve()
     t: dict[str, float] = {}
-    common = ["--device", s.device, "workers=0", "plots=False"]
+    common = ["--device", s.device, "workers=0", "plots=False", f"nbs={s.nbs}", f"warmup_epochs={s.warmup_epochs}"]
 
     with _stage("1/7 synthetic dataset", t):
         data = str(make_shapes_dataset(out / "data", s.preset))
@@ -71,7 +75,7 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
         if not teacher.exists():
             YOLO(s.teacher_model).train(
                 data=data, epochs=s.teacher_epochs, imgsz=s.imgsz, batch=s.batch, device=s.device, workers=0,
-                plots=False, seed=0, project=str(out), name="teacher", exist_ok=True,
+                plots=False, seed=0, project=str(out), name="teacher", exist_ok=True, nbs=s.nbs, warmup_epochs=s.warmup_epochs,
             )
     with _stage("3/7 compare: vanilla vs yolo_kd vs Ultralytics built-in", t):
         compare.main(["--teacher", str(teacher), "--student", "yolo11n.yaml", "--data", data, "--epochs", str(s.student_epochs),
