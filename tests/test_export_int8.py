@@ -63,7 +63,9 @@ def trained(tmp_path_factory):
 def exported(trained, tmp_path_factory):
     model, data = trained
     out = tmp_path_factory.mktemp("export")
-    return export_int8(model, data, imgsz=IMGSZ, calib_images=16, out_dir=out)
+    # minmax: the default percentile range clips negatives (ORT takes its percentiles of |x|), which a trained SiLU
+    # network tolerates (docs/int8.md) but this random-weight one, with symmetric activations, does less well
+    return export_int8(model, data, imgsz=IMGSZ, calib_images=16, out_dir=out, method="minmax")
 
 
 def _session(path):

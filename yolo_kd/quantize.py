@@ -11,6 +11,8 @@ consumers (every C3k2/SPPF/Concat branch), so most convolutions run in float bet
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import platform
 import shutil
@@ -48,6 +50,7 @@ class QuantSettings:
     per_channel: bool = True
     reduce_range: bool = False
     op_types: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] = ()  # extra nodes kept float: any node whose name contains one of these strings
     extra_options: dict = field(default_factory=dict)
 
 
@@ -296,7 +299,7 @@ def quantize_onnx(
     int8_onnx: str | Path,
     files: Sequence[Path],
     imgsz: int,
-    method: str = "minmax",
+    method: str = "percentile",
     keep_float: Iterable[str] | str | None = FLOAT_GROUPS,
     settings: QuantSettings | None = None,
 ) -> dict[str, list[str]]:
@@ -319,13 +322,15 @@ def quantize_onnx(
         input_name = model.graph.input[0].name
         all_groups = float_node_groups(model)
         float_nodes = {g: all_groups[g] for g in groups}
-        exclude = sorted({n for g in groups for n in all_groups[g]})
+        exclude = {n for g in groups for n in all_groups[g]}
+        exclude |= {n.name for n in model.graph.node if any(k in n.name for k in settings.exclude)}
+        exclude = sorted(exclude)
         del model
         stride = _stride(len(files), max(1, int(8 * (640 / max(imgsz, 32)) ** 2)))
         extra = {"CalibStridedMinMax": stride, **settings.extra_options}
         act = QuantType.QUInt8 if settings.activation_type == "u8" else QuantType.QInt8
         with atomic_path(int8_onnx) as tmp_out:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # ORT prints per chunk
                 warnings.simplefilter("ignore")
                 quantize_static(
                     str(pre),
@@ -399,7 +404,7 @@ def export_int8(
     data: str | Path,
     imgsz: int = 640,
     calib_images: int = 256,
-    method: str = "minmax",
+    method: str = "percentile",
     keep_float: Iterable[str] | str | None = FLOAT_GROUPS,
     out_dir: str | Path | None = None,
     fp32_name: str | None = None,
