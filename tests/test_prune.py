@@ -105,8 +105,9 @@ def test_prune_cuts_params_and_flops_keeps_outputs_and_stock_modules():
 
 def test_importance_choice_and_round_to_4():
     m = _yolo11n()
-    by_bn = prune_by_ratio(copy.deepcopy(m), 0.3, importance="bn", round_to=4)
-    by_l2 = prune_by_ratio(copy.deepcopy(m), 0.3, importance="l2", round_to=4)
+    by_bn = prune_by_ratio(copy.deepcopy(m), 0.3, importance="bn", round_to=4, ignore=[2])
+    by_l2 = prune_by_ratio(copy.deepcopy(m), 0.3, importance="l2", round_to=4, ignore=[2])
+    assert by_bn.model[2].c == m.model[2].c and by_bn.model[4].c < m.model[4].c  # --ignore 2 keeps layer 2 whole
     assert count_params(by_bn) == count_params(by_l2) < 0.7 * count_params(m)  # same widths...
     w_bn, w_l2 = by_bn.model[0].conv.weight, by_l2.model[0].conv.weight
     assert w_bn.shape == w_l2.shape == (12, 3, 3, 3) and not torch.equal(w_bn, w_l2)  # ...different channels kept
@@ -156,6 +157,7 @@ def test_bad_input_one_line(capsys, model_pt, data, tmp_path):
     assert "out of range" in _one_line_error(capsys, [*base, "--target-flops", "1.5"])
     assert "out of range" in _one_line_error(capsys, [*base, "--target-flops", "0"])
     assert "--steps 0" in _one_line_error(capsys, [*base, "--steps", "0"])
+    assert "contradict" in _one_line_error(capsys, [*base, "--teacher", str(model_pt), "--no-distill"])
     assert "not found" in _one_line_error(capsys, ["--model", str(tmp_path / "none.pt"), "--data", data])
     # a checkpoint that is not a detection model
     from ultralytics.nn.tasks import SegmentationModel

@@ -128,7 +128,7 @@ def markdown_table(steps: Sequence[StepResult], control: StepResult | None = Non
     return "\n".join(lines)
 
 
-def plot_map_vs_gflops(steps: Sequence[StepResult], path: Path) -> Path:
+def plot_map_vs_gflops(steps: Sequence[StepResult], path: Path, control: StepResult | None = None) -> Path:
     """PNG of mAP50-95 (%) against GFLOPs: after pruning (hollow) and after fine-tuning (filled), one point per step."""
     import matplotlib
 
@@ -141,6 +141,8 @@ def plot_map_vs_gflops(steps: Sequence[StepResult], path: Path) -> Path:
     pr = [(r.gflops, 100 * r.map_pruned) for r in steps if r.map_pruned is not None]
     if pr:
         ax.plot(*zip(*pr), "o", mfc="none", label="right after pruning")
+    if control:
+        ax.plot([control.gflops], [100 * control.map_finetuned], "*", ms=12, label="unpruned + same fine-tuning")
     for r in steps:
         ax.annotate(str(r.step), (r.gflops, 100 * r.map_finetuned), textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel("GFLOPs")
@@ -194,6 +196,8 @@ def prune_iteratively(
     max_map_drop: float | None = None,
     plot: bool = True,
     control: bool = False,
+    distill: bool = True,
+    final_epochs: int | None = None,
     **train_overrides: Any,
 ) -> PruneResult:
     """Prune ``model_path`` to ``target_flops`` of its GFLOPs in ``steps`` steps, fine-tuning after each.
@@ -212,8 +216,11 @@ def prune_iteratively(
         flops_imgsz: image side for GFLOPs (640 matches Ultralytics' model summaries).
         max_map_drop: stop pruning further once a step's fine-tuned mAP50-95 is more than this (fraction, 0.01 = one
             point) below the unpruned model's; the last step within budget becomes the result.
-        plot: write the PNG; control: also fine-tune the *unpruned* model for ``steps * epochs_per_step`` epochs
-            with the same teacher and settings, the fair reference for the pruned model's mAP.
+        final_epochs: fine-tuning epochs after the last step (default ``epochs_per_step``): short fine-tunes between
+            steps plus one longer final recovery is the cheapest way to recover accuracy.
+        distill: False fine-tunes without any teacher (plain detection loss), e.g. when the unpruned model is weak.
+        plot: write the PNG; control: also fine-tune the *unpruned* model for as many epochs as all steps together,
+            with the same teacher and settings: the fair reference for the pruned model's mAP.
         **train_overrides: passed to :func:`yolo_kd.train` (lr0, optimizer, workers, seed, ...).
     Returns:
         :class:`PruneResult`; ``best`` loads in stock ``ultralytics.YOLO``.
@@ -223,6 +230,10 @@ def prune_iteratively(
     from .data import resolve_data
 
     _check_args(target_flops, steps, epochs_per_step, importance, round_to)
+    if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 0):
+        raise KDError(f"--final-epochs {final_epochs} is invalid: pass 0 or more epochs for the last step's fine-tuning")
+    if not distill and teacher:
+        raise KDError("--teacher and --no-distill contradict each other: drop one of them")
     for role, path in (("model", model_path), ("teacher", teacher)):
         if path and not Path(path).is_file():
             raise KDError(f"{role} checkpoint '{path}' not found: pass the local path of a trained detection .pt")
@@ -233,7 +244,7 @@ def prune_iteratively(
         load_checkpoint_model(teacher, "teacher")  # fail now, not after the first pruning step
     save_dir = Path(project).resolve() / name
     save_dir.mkdir(parents=True, exist_ok=True)
-    teacher = str(teacher) if teacher else str(Path(model_path).resolve())
+    teacher = None if not distill else str(teacher) if teacher else str(Path(model_path).resolve())
     train_args = dict(ckpt.get("train_args") or {})
     sizes = [imgsz] if latency_imgsz is None else list(latency_imgsz)
     ft_args = {"epochs": epochs_per_step, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
@@ -250,8 +261,9 @@ def prune_iteratively(
         pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, {"step": k, "source": str(model_path)})
         map_pruned = _val_map(pruned_path, data, imgsz, batch, device, step_dir)
         best_path = pruned_path
-        if epochs_per_step > 0:
-            trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **{**ft_args, "name": f"step{k}"})
+        epochs = final_epochs if k == steps and final_epochs is not None else epochs_per_step
+        if epochs > 0:
+            trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **{**ft_args, "epochs": epochs, "name": f"step{k}"})
             if Path(trainer.best).is_file():
                 best_path = Path(trainer.best)
         best_model, _ = load_checkpoint_model(best_path, "fine-tuned model")
@@ -266,9 +278,10 @@ def prune_iteratively(
             break
 
     ctrl = None
-    if control and epochs_per_step > 0:
+    total_epochs = (steps - 1) * epochs_per_step + (epochs_per_step if final_epochs is None else final_epochs)
+    if control and total_epochs > 0:
         trainer = train(str(model_path), teacher=teacher, data=data, kd_cfg=kd_cfg,
-                        **{**ft_args, "epochs": steps * epochs_per_step, "name": "control"})
+                        **{**ft_args, "epochs": total_epochs, "name": "control"})
         ctrl_model, _ = load_checkpoint_model(trainer.best, "control model")
         ctrl = StepResult(-1, 1.0, count_params(ctrl_model), model_gflops(ctrl_model, flops_imgsz), None,
                           _val_map(trainer.best, data, imgsz, batch, device, save_dir / "control"), str(trainer.best))
@@ -277,23 +290,28 @@ def prune_iteratively(
     final = save_dir / "weights" / "best.pt"
     save_pruned_checkpoint(current, final, train_args, {"step": final_step, "source": str(model_path),
                                                         "target_flops": target_flops, "importance": importance})
-    if sizes:
-        paths = [Path(rows[0].weights)] + [Path(r.weights) for r in rows[1:]]
-        for s in sizes:
-            onnx = [_export_onnx(p if i else _copy_baseline(p, save_dir), s) for i, p in enumerate(paths)]
-            for r, ms in zip(rows, onnx_latencies(onnx, s, threads, latency_seconds)):
-                r.latency_ms[s] = ms
+    _measure_latencies(rows, save_dir, sizes, threads, latency_seconds)
     table = markdown_table(rows, ctrl)
     json_path = save_dir / "prune_results.json"
     write_json_atomic(json_path, {
-        "model": str(model_path), "teacher": teacher, "data": data, "target_flops": target_flops, "steps": steps,
-        "epochs_per_step": epochs_per_step, "importance": importance, "round_to": round_to, "imgsz": imgsz,
-        "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped, "final_step": final_step, "best": str(final),
-        "results": [asdict(r) for r in rows], "control": asdict(ctrl) if ctrl else None,
+        "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data, "target_flops": target_flops,
+        "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs, "importance": importance, "round_to": round_to,
+        "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
+        "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
+        "control": asdict(ctrl) if ctrl else None,
     })
     write_text_atomic(save_dir / "prune_results.md", table + "\n")
-    png = plot_map_vs_gflops(rows, save_dir / "map_vs_gflops.png") if plot else None
+    png = plot_map_vs_gflops(rows, save_dir / "map_vs_gflops.png", ctrl) if plot else None
     return PruneResult(rows, final, save_dir, json_path, png, table, stopped, ctrl)
+
+
+def _measure_latencies(rows: list[StepResult], save_dir: Path, sizes: Sequence[int], threads: int, seconds: float) -> None:
+    """Export every row's checkpoint to FP32 ONNX at each size and time them side by side (fills ``latency_ms``)."""
+    paths = [_copy_baseline(Path(rows[0].weights), save_dir)] + [Path(r.weights) for r in rows[1:]]
+    for s in sizes:
+        onnx = [_export_onnx(p, s) for p in paths]
+        for r, ms in zip(rows, onnx_latencies(onnx, s, threads, seconds)):
+            r.latency_ms[s] = ms
 
 
 def _copy_baseline(path: Path, save_dir: Path) -> Path:

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-flops", type=float, default=0.5, help="fraction of the GFLOPs to keep, in (0, 1) (default 0.5)")
     p.add_argument("--steps", type=int, default=4, help="pruning steps to reach the target (default 4)")
     p.add_argument("--epochs-per-step", type=int, default=10, help="fine-tuning epochs after each step, 0 = none (default 10)")
+    p.add_argument("--final-epochs", type=int, default=None,
+                   help="fine-tuning epochs after the last step (default: --epochs-per-step); a longer final recovery")
     p.add_argument("--importance", default="l2", choices=sorted(IMPORTANCES), help="channel importance criterion (default l2)")
     p.add_argument("--round-to", type=int, default=8, help="kept channels are a multiple of this (default 8)")
     p.add_argument("--ignore", nargs="*", default=[], metavar="LAYER", help="layer indices or module names to leave unpruned")
@@ -47,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-map-drop", type=float, default=None, metavar="POINTS",
                    help="stop once a step loses more than this many mAP50-95 points (e.g. 1.0)")
     p.add_argument("--no-plot", action="store_true", help="do not write map_vs_gflops.png")
+    p.add_argument("--no-distill", action="store_true",
+                   help="fine-tune without a teacher (plain detection loss) instead of distilling from the unpruned model")
     p.add_argument("--control", action="store_true",
                    help="also fine-tune the unpruned model for steps x epochs-per-step epochs: the fair mAP reference")
     return p
@@ -54,10 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from ..prune_loop import prune_iteratively
-    from .train import parse_overrides
+    from .train import parse_overrides, split_key_values
 
+    argv, kv = split_key_values(argv)  # so --ignore / --latency-imgsz lists cannot swallow key=value tokens
     args, rest = build_parser().parse_known_args(argv)
-    overrides = parse_overrides(rest)
+    overrides = parse_overrides(rest + kv)
     for key in ("model", "data", "imgsz", "batch", "device", "project", "name", "epochs"):
         if key in overrides:
             raise KDError(f"'{key}' is set by this tool: use its own option (see --help) instead of {key}=...")
@@ -72,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target_flops=args.target_flops,
         steps=args.steps,
         epochs_per_step=args.epochs_per_step,
+        final_epochs=args.final_epochs,
         importance=args.importance,
         round_to=args.round_to,
         ignore=args.ignore,
@@ -88,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_map_drop=None if args.max_map_drop is None else args.max_map_drop / 100,
         plot=not args.no_plot,
         control=args.control,
+        distill=not args.no_distill,
         **overrides,
     )
     print("\n" + result.table + "\n")
