@@ -17,6 +17,7 @@ import logging
 import platform
 import shutil
 import tempfile
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,6 +70,7 @@ class ExportResult:
     settings: dict
     warnings: list[str] = field(default_factory=list)
     kernels: dict = field(default_factory=dict)  # INT8 kernel share of the INT8 model, see onnx_graph.KernelShare
+    quantize_seconds: float = 0.0  # pre-processing + calibration + quantization
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -436,7 +438,9 @@ def export_int8(
     for msg in notes:
         LOGGER.warning(msg)
     export_fp32(yolo, fp32, imgsz, opset=opset)
+    t0 = time.perf_counter()
     float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings)
+    seconds = round(time.perf_counter() - t0, 1)
     share = kernel_share(int8)
     kinds = {c.name: c.kind for c in share.convs}
     late = []
@@ -449,7 +453,7 @@ def export_int8(
         LOGGER.warning(msg)
     notes += late
     return ExportResult(fp32, int8, imgsz, len(files), calib_split, method, groups, float_nodes,
-                        asdict(settings) | {"platform": platform.machine()}, notes, share.summary())
+                        asdict(settings) | {"platform": platform.machine()}, notes, share.summary(), seconds)
 
 
 def _check_writable(*targets: Path) -> None:

@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     json_path = Path(args.json) if args.json else out_dir / f"{Path(args.model).stem}_int8_report.json"
     write_json_atomic(json_path, report)
     print(f"\nINT8 export of {args.model} at {args.imgsz}px, {res.calib_images} '{res.calib_split}' calibration images "
-          f"({res.method}), float-kept: {', '.join(res.keep_float) or 'none'}, {args.threads} threads\n")
+          f"({res.method}, {res.quantize_seconds:.0f} s), float-kept: {', '.join(res.keep_float) or 'none'}, "
+          f"{args.threads} threads\n")
     print(table)
     print()
     for name, (ok, text) in verdict.items():
