@@ -145,7 +145,7 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
     """
     original = onnx.load(str(path))
     macs = conv_macs(original)
-    names = sorted(macs)
+    names = list(macs)  # graph order
     keys = {o: n.name for n in original.graph.node if n.op_type == "Conv" for o in n.output[:1]}
     keys.update({n: n for n in names})
     opt = optimized_model(path, level)
@@ -178,6 +178,6 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
             continue
         origin = _origin(node.name, keys) or node.name
         found[origin] = ConvKernel(origin, macs.get(origin, 0), kind, node.op_type)
-    convs = [found.get(n) or ConvKernel(n, macs[n], "float", "fused-away") for n in names]
+    convs = [found.get(n) or ConvKernel(n, macs[n], "float", "not found") for n in names]
     convs += [c for n, c in found.items() if n not in macs]
     return KernelShare(convs, dict(sorted(op_counts.items())))
