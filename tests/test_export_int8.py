@@ -302,3 +302,23 @@ def test_command_writes_report(trained, tmp_path, capsys):
     assert int8["int8_convs"] == 81 and fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
     assert int8["latency_ms"] > 0 and "latency <= 0.5x FP32" in report["targets"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_fp32.onnx", "last_int8.onnx", "last_int8_report.json"]
+
+
+def test_report_table_and_targets():
+    from yolo_kd.commands.export_int8 import targets
+    from yolo_kd.export_report import ModelRow, markdown_table
+
+    rows = [
+        ModelRow("FP32 ONNX", "a", 10.0, 88, 0, 0.0, 40.0, 44.0, 0.60, 0.4400),
+        ModelRow("yolo_kd INT8", "b", 3.0, 88, 81, 0.988, 20.0, 22.0, 0.60, 0.4360),
+        ModelRow("Ultralytics quantize=8", error="unavailable: No module named 'x'"),
+    ]
+    table = markdown_table(rows)
+    assert "| yolo_kd INT8 | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
+    assert "| Ultralytics quantize=8 | unavailable: No module named 'x' |" in table
+    verdict = targets(rows)
+    assert verdict["latency <= 0.5x FP32"] == (True, "0.50x")
+    assert verdict["mAP50-95 drop <= 0.5 points"] == (True, "+0.40 points")
+    assert "better than Ultralytics quantize=8" not in verdict  # no peer numbers, no verdict
+    rows[2] = ModelRow("Ultralytics quantize=8", "c", 2.9, 88, 10, 0.02, 60.0, 66.0, 0.61, 0.4380)
+    assert targets(rows)["better than Ultralytics quantize=8"][0] is False  # faster but less accurate
