@@ -17,6 +17,12 @@ _EXPORTS = {
     "load_kd_config": "yolo_kd.config",
     "KDError": "yolo_kd.errors",
     "make_shapes_dataset": "yolo_kd.synthetic",
+    "export_int8": "yolo_kd.quantize",
+    "QuantSettings": "yolo_kd.quantize",
+    "ExportResult": "yolo_kd.quantize",
+    "prune_model": "yolo_kd.pruning",
+    "prune_iteratively": "yolo_kd.prune_loop",
+    "Detector": "yolo_kd.runtime",
 }
 
 __all__ = list(_EXPORTS)

@@ -1,0 +1,93 @@
+"""Training-step cost of vanilla vs yolo_kd vs Ultralytics' built-in distillation, interleaved in one process.
+
+Epoch times read from separate runs are distorted when the machine is shared; this times the same
+batches through the three set-ups in round-robin rounds, so background load hits all of them alike.
+Each step = forward (teacher + student where distilling) + loss + backward + optimizer step.
+
+    python benchmarks/step_time.py --teacher runs/bench/teacher-s/weights/best.pt --data datasets/shapes-bench/data.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--student", default="yolo11n.yaml")
+    p.add_argument("--imgsz", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    a = p.parse_args()
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.nn.distill_model import DistillationModel
+    from ultralytics.nn.tasks import DetectionModel
+
+    from yolo_kd.checkpoints import load_checkpoint_model
+    from yolo_kd.config import load_kd_config
+    from yolo_kd.distill_model import KDModel
+
+    torch.manual_seed(0)
+    data = check_det_dataset(a.data)
+    args = get_cfg(overrides={"imgsz": a.imgsz})
+    loader = build_dataloader(build_yolo_dataset(args, data["train"], a.batch, data, mode="train"), a.batch, 0, shuffle=True)
+    batches = []
+    for b in loader:
+        b["img"] = b["img"].float() / 255
+        batches.append(b)
+        if len(batches) == a.steps:
+            break
+    teacher, _ = load_checkpoint_model(a.teacher, "teacher")
+    base = DetectionModel(a.student, nc=data["nc"], verbose=False)
+    base.args = args
+
+    def fresh():
+        m = copy.deepcopy(base)
+        m.args = args
+        return m
+
+    models = {
+        "vanilla": fresh().train(),
+        "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),
+        "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
+    }
+    optims = {k: torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=1e-3) for k, m in models.items()}
+    times = {k: [] for k in models}
+
+    def step(name, batch):
+        m = models[name]
+        loss, _ = m.loss(batch) if name == "vanilla" else m(batch)
+        optims[name].zero_grad()
+        loss.sum().backward()
+        optims[name].step()
+
+    for name in models:  # warm-up
+        step(name, batches[0])
+    for _ in range(a.rounds):
+        for name in models:
+            for batch in batches:
+                t0 = time.perf_counter()
+                step(name, batch)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"\nms per training step (batch {a.batch}, imgsz {a.imgsz}, {len(times['vanilla'])} steps each, {torch.get_num_threads()} threads)\n")
+    print("| set-up | median ms/step | p90 | x vanilla | x builtin |\n|---|---|---|---|---|")
+    for k, v in times.items():
+        print(f"| {k} | {med[k]:.0f} | {np.percentile(v, 90):.0f} | {med[k] / med['vanilla']:.2f} | {med[k] / med['builtin']:.2f} |")
+    print(json.dumps({"median_ms": med}))
+
+
+if __name__ == "__main__":
+    main()
