@@ -263,7 +263,8 @@ def prune_iteratively(
         best_path = pruned_path
         epochs = final_epochs if k == steps and final_epochs is not None else epochs_per_step
         if epochs > 0:
-            trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **{**ft_args, "epochs": epochs, "name": f"step{k}"})
+            run = {**ft_args, "epochs": epochs, "name": f"step{k}"}
+            trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
             if Path(trainer.best).is_file():
                 best_path = Path(trainer.best)
         best_model, _ = load_checkpoint_model(best_path, "fine-tuned model")
@@ -294,9 +295,9 @@ def prune_iteratively(
     table = markdown_table(rows, ctrl)
     json_path = save_dir / "prune_results.json"
     write_json_atomic(json_path, {
-        "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data, "target_flops": target_flops,
-        "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs, "importance": importance, "round_to": round_to,
-        "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
+        "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data,
+        "target_flops": target_flops, "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs,
+        "importance": importance, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
         "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
         "control": asdict(ctrl) if ctrl else None,
     })
