@@ -54,6 +54,8 @@ def test_schedule_values():
     assert kd_weight_multiplier(const, 8, 0.85, 10, 2) == 0.0
     assert kd_weight_multiplier(const, 7, 0.75, 10, 2) == 1.0
     assert kd_weight_multiplier(const, 1, 0.5, 2, 10) == 1.0
+    assert kd_weight_multiplier(const, 11, 0.95, 12, 10) == 1.0  # a 12-epoch run distils throughout
+    assert kd_weight_multiplier(const, 95, 0.95, 100, 10) == 0.0
 
 
 def test_dataset_checks_name_the_problem(tmp_path):

@@ -108,12 +108,12 @@ def kd_weight_multiplier(config: KDConfig, epoch: int, progress: float, epochs: 
     """Overall distillation multiplier at training ``progress`` in [0, 1] (epoch is 0-based).
 
     constant: 1; linear/cosine: 1 -> ``final_ratio``; 0 in the last ``close_mosaic`` epochs when
-    ``off_close_mosaic`` is set and that window leaves distillation at least one epoch (in a run no
-    longer than ``close_mosaic`` Ultralytics closes mosaic from the start, and the switch is ignored).
+    ``off_close_mosaic`` is set and the run is at least twice that long, so distillation always covers
+    at least half of training (shorter runs distil in every epoch, whatever their length).
     """
     import math
 
-    if config.off_close_mosaic and 0 < close_mosaic < epochs and epoch >= epochs - close_mosaic:
+    if config.off_close_mosaic and 0 < close_mosaic and epochs >= 2 * close_mosaic and epoch >= epochs - close_mosaic:
         return 0.0
     p = min(max(progress, 0.0), 1.0)
     if config.schedule == "linear":
