@@ -78,6 +78,14 @@ def _safe_mode(enabled: bool):
         tasks.SAFE_LOAD = old
 
 
+def load_checkpoint_dict(path: str | Path) -> dict:
+    """The raw checkpoint dict of a ``.pt`` the user named, loaded in Ultralytics' safe mode where supported."""
+    from ultralytics.nn.tasks import _SafeLoad, torch_safe_load
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return torch_safe_load(str(path), safe_only=_SafeLoad.SUPPORTED)[0]
+
+
 def detect_head(model: nn.Module) -> nn.Module | None:
     """The model's Detect head (the last layer for Ultralytics detection models), or None."""
     from ultralytics.nn.modules.head import Detect

@@ -23,7 +23,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK
 from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer, torch_distributed_zero_first, unwrap_model
 
-from .checkpoints import load_checkpoint_model
+from .checkpoints import load_checkpoint_dict, load_checkpoint_model
 from .config import KDConfig, kd_weight_multiplier, load_kd_config
 from .distill_model import KD_TERMS, KDModel
 from .errors import KDError
@@ -62,7 +62,7 @@ def _find_settings(callbacks: dict | None) -> KDSettings | None:
 def _saved_kd_state(checkpoint: str | Path) -> dict:
     """Distillation state stored in a run's ``last.pt`` (teacher path, config, adapter tensors)."""
     try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        ckpt = load_checkpoint_dict(checkpoint)
     except Exception:
         return {}  # Ultralytics reports a missing/unreadable resume checkpoint itself
     return ckpt.get("yolo_kd") or {}

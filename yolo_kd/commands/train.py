@@ -96,10 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _data_of(checkpoint: str) -> str:
     """The dataset a run was trained on, read from its checkpoint's train_args."""
-    import torch
+    from ..checkpoints import load_checkpoint_dict
 
     try:
-        return torch.load(checkpoint, map_location="cpu", weights_only=False)["train_args"]["data"]
+        return load_checkpoint_dict(checkpoint)["train_args"]["data"]
     except FileNotFoundError:
         raise KDError(f"resume checkpoint '{checkpoint}' not found: pass the run's weights/last.pt") from None
     except Exception as e:
