@@ -8,6 +8,7 @@ one summary table. The numbers are real measurements of these tiny runs, not pro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -39,18 +40,13 @@ class DemoSettings:
     warmup_epochs: float = 1.0
 
 
+@contextlib.contextmanager
 def _stage(name: str, timings: dict[str, float]):
-    """Context manager printing a banner and recording the stage's wall time."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def cm():
-        print(f"\n{'=' * 24} demo: {name} {'=' * 24}", flush=True)
-        t0 = time.time()
-        yield
-        timings[name] = time.time() - t0
-
-    return cm()
+    """Print a banner for a stage and record its wall time in ``timings``."""
+    print(f"\n{'=' * 24} demo: {name} {'=' * 24}", flush=True)
+    t0 = time.time()
+    yield
+    timings[name] = time.time() - t0
 
 
 def _size_mb(path: str | Path) -> float:
