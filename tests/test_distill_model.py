@@ -9,7 +9,7 @@ from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_kd.config import load_kd_config
-from yolo_kd.distill_model import KDModel
+from yolo_kd.distill_model import KDModel, freeze_teacher
 from yolo_kd.errors import KDError
 
 
@@ -73,6 +73,20 @@ def test_identical_student_and_teacher_give_zero_logit_terms():
     _, items = kd.loss(_batch())
     assert items["kd_cls"] < 1e-5 and items["kd_box"] < 1e-5
     assert "kd_feat" not in items  # weight 0 turns the term off
+
+
+def test_freeze_teacher_folds_bn_without_changing_outputs():
+    teacher = _model("yolo11s.yaml", seed=1)
+    with torch.no_grad():  # give BN non-trivial statistics so folding is really exercised
+        teacher.train()(torch.rand(4, 3, 64, 64))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = teacher.eval()(x)[0]
+        n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules())
+        fast = freeze_teacher(teacher)(x.contiguous(memory_format=torch.channels_last))[0]
+    assert n_bn > 0 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in teacher.modules())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("feat_loss", ["cwd", "mgd", "mse"])
