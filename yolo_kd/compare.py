@@ -142,13 +142,16 @@ def describe_run(run_dir: Path) -> tuple[str, str, int]:
 
 
 def _curve(run_dir: Path) -> tuple[list[float], float]:
-    """mAP50-95 per epoch and mean training seconds per epoch from results.csv."""
+    """mAP50-95 per epoch and median seconds per epoch (train + val) from results.csv.
+
+    The median keeps one epoch slowed by unrelated load on a shared machine from moving the figure.
+    """
     import csv
 
     rows = list(csv.DictReader(open(run_dir / "results.csv"))) if (run_dir / "results.csv").exists() else []
     curve = [float(r[METRIC_KEYS["map"]]) for r in rows if r.get(METRIC_KEYS["map"]) not in (None, "")]
     times = [float(r["time"]) for r in rows]
-    per_epoch = float(np.diff([0.0, *times]).mean()) if times else float("nan")
+    per_epoch = float(np.median(np.diff([0.0, *times]))) if times else float("nan")
     return curve, per_epoch
 
 
@@ -193,7 +196,8 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
     rows = []
     variants = list(dict.fromkeys(r.variant for r in results))
     base_name = next((r.variant for r in results if r.kind == "vanilla"), None)
-    base = {}
+    peer_name = next((r.variant for r in results if r.kind == "builtin"), None)
+    base, peer = {}, {}
     for v in variants:
         ok = [r for r in results if r.variant == v and r.status == "ok"]
         failed = [r for r in results if r.variant == v and r.status != "ok"]
@@ -207,22 +211,29 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
         rows.append(row)
         if v == base_name:
             base = row
+        if v == peer_name:
+            peer = row
     for row in rows:
         row["delta_map"] = row["map"] - base.get("map", float("nan"))
         row["time_vs_vanilla"] = row["epoch_seconds"] / base.get("epoch_seconds", float("nan"))
+        row["time_vs_builtin"] = row["epoch_seconds"] / peer.get("epoch_seconds", float("nan"))
         gap = (teacher or {}).get("map", float("nan")) - base.get("map", float("nan"))
         row["gap_closed"] = row["delta_map"] / gap if gap and gap > 0 else float("nan")
     return rows
 
 
+def _ratio(x: float) -> str:
+    return "" if np.isnan(x) else f"{x:.2f}"
+
+
 def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None) -> str:
     """The comparison as a markdown table (mAP in points, i.e. x100)."""
-    head = "| run | seeds | mAP50 | mAP50-95 | Δ vs vanilla | gap closed | params | GFLOPs | s/epoch | ×vanilla time | peak mem GB |\n"
-    head += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+    head = "| run | seeds | mAP50 | mAP50-95 | Δ vs vanilla | gap closed | params | GFLOPs | s/epoch | ×vanilla time | ×builtin time | peak mem GB |\n"
+    head += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     lines = []
     for r in rows:
         if not r["seeds"]:
-            lines.append(f"| {r['run']} | failed | {'; '.join(r['failed'])} | | | | | | | | |")
+            lines.append(f"| {r['run']} | failed | {'; '.join(r['failed'])} | | | | | | | | | |")
             continue
         note = f" ({len(r['failed'])} failed)" if r["failed"] else ""
         gap = "" if np.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
@@ -230,11 +241,11 @@ def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None)
             f"| {r['run']} | {len(r['seeds'])}{note} | {100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f} | "
             f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f} | {100 * r['delta_map']:+.1f} | "
             f"{gap} | {r['params'] / 1e6:.2f}M | {r['gflops']:.2f} | "
-            f"{r['epoch_seconds']:.1f} | {r['time_vs_vanilla']:.2f} | {r['peak_mem_gb']:.2f} |"
+            f"{r['epoch_seconds']:.1f} | {r['time_vs_vanilla']:.2f} | {_ratio(r['time_vs_builtin'])} | {r['peak_mem_gb']:.2f} |"
         )
     if teacher:
         lines.append(
-            f"| teacher | – | {100 * teacher['map50']:.1f} | {100 * teacher['map']:.1f} | | | {teacher['params'] / 1e6:.2f}M | {teacher['gflops']:.2f} | | | |"
+            f"| teacher | – | {100 * teacher['map50']:.1f} | {100 * teacher['map']:.1f} | | | {teacher['params'] / 1e6:.2f}M | {teacher['gflops']:.2f} | | | | |"
         )
     return head + "\n".join(lines) + "\n"
 
