@@ -118,6 +118,10 @@ class KDModel(nn.Module):
             freeze_teacher(teacher)
             self._handles.append(detect_head(teacher).register_forward_hook(self._tap))
 
+    def pop_nonfinite_terms(self) -> torch.Tensor | None:
+        """(n_terms,) bool: which terms were non-finite (and zeroed) in any batch since the last call."""
+        return self.__dict__.pop("_nonfinite", None)
+
     def remove_hooks(self) -> None:
         """Remove the teacher hook (e.g. before discarding the wrapper)."""
         for h in self._handles:
@@ -126,7 +130,7 @@ class KDModel(nn.Module):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for k in ("teacher", "_tap", "_handles"):
+        for k in ("teacher", "_tap", "_handles", "_nonfinite"):
             state.pop(k, None)
         return state
 
@@ -177,8 +181,12 @@ class KDModel(nn.Module):
         kd = self.distillation_terms(raw_head_outputs(preds), teacher_raw, teacher_feats)
         weights = {"kd_cls": self.kd_config.cls, "kd_box": self.kd_config.box, "kd_feat": self.kd_config.feat}
         kd_vec = torch.stack([kd[t] * (weights[t] * self.kd_scale) for t in self.terms]) if self.terms else det_loss[:0]
-        # a non-finite term (fp16 overflow, degenerate batch) is dropped instead of reaching the weights
-        kd_vec = torch.where(torch.isfinite(kd_vec), kd_vec, torch.zeros_like(kd_vec))
+        # a non-finite term (fp16 overflow, degenerate batch) is dropped instead of reaching the weights;
+        # the flags stay on the device (no sync here) until the trainer reads them with pop_nonfinite_terms()
+        finite = torch.isfinite(kd_vec.detach())
+        flags = self.__dict__.get("_nonfinite")
+        self.__dict__["_nonfinite"] = ~finite if flags is None else flags | ~finite
+        kd_vec = torch.where(finite, kd_vec, torch.zeros_like(kd_vec))
         items.update({t: v for t, v in zip(self.terms, kd_vec.detach())})
         return torch.cat([det_loss, kd_vec.to(det_loss.dtype) * img.shape[0]]), items
 

@@ -100,7 +100,11 @@ class KDTrainer(DetectionTrainer):
         # validate everything we can before Ultralytics creates the run folder
         config = load_kd_config(kd_cfg if kd_cfg is not None else saved.get("config"), **kd)
         self.teacher = load_checkpoint_model(teacher, "teacher")[0] if teacher else None
-        super().__init__(cfg, overrides, _callbacks)
+        try:
+            super().__init__(cfg, overrides, _callbacks)
+        except OSError as e:  # the run folder (or a file in it) cannot be created
+            where = e.filename or overrides.get("project") or "the run folder"
+            raise KDError(f"cannot write the run folder '{where}' ({e.strerror or e}): choose a writable project=/--project") from e
         try:
             if self.teacher is not None:
                 self._check_teacher_classes()
@@ -114,6 +118,7 @@ class KDTrainer(DetectionTrainer):
             self.add_callback("on_pretrain_routine_end", self.kd_settings)
         self.add_callback("on_train_batch_start", _kd_schedule_step)
         self._skipped_steps = 0
+        self._zeroed_terms = 0
         if RANK in {-1, 0}:
             kd_yaml = yaml.safe_dump({"teacher": self.teacher_path, **config.to_dict()}, sort_keys=False)
             write_text_atomic(self.save_dir / "kd.yaml", kd_yaml)
@@ -181,6 +186,21 @@ class KDTrainer(DetectionTrainer):
             if state is not None and getattr(self.model, name) is not None:
                 getattr(self.model, name).load_state_dict(state)
 
+    def resume_training(self, ckpt) -> None:
+        """Ultralytics' resume, with a one-line error for a finished run and results.csv trimmed to the checkpoint.
+
+        A run killed between writing an epoch's results.csv row and its last.pt repeats that epoch on
+        resume; the stale row is dropped so results.csv holds each epoch once.
+        """
+        if ckpt is not None and self.resume and not 0 < ckpt.get("epoch", -1) + 1 < self.epochs:
+            raise KDError(f"'{self.args.model}' has finished its {self.epochs} epochs, nothing to resume: start a new run without resume")
+        super().resume_training(ckpt)
+        if self.resume and RANK in {-1, 0} and self.csv.exists():
+            lines = self.csv.read_text().splitlines(keepends=True)
+            kept = lines[:1] + [ln for ln in lines[1:] if int(float(ln.split(",", 1)[0])) <= self.start_epoch]
+            if len(kept) != len(lines):
+                write_text_atomic(self.csv, "".join(kept))
+
     def _load_checkpoint_state(self, ckpt: dict) -> None:
         """Resume: the checkpoint's EMA is the bare student; rebuild the wrapped EMA around it."""
         model = unwrap_model(self.model)
@@ -198,6 +218,7 @@ class KDTrainer(DetectionTrainer):
     # ----- training step -----
     def optimizer_step(self):
         """Ultralytics' step, but a step whose gradients are not finite is skipped (warned once)."""
+        self._warn_zeroed_terms()
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
         if not torch.isfinite(norm):
@@ -212,6 +233,20 @@ class KDTrainer(DetectionTrainer):
         self.optimizer.zero_grad()
         if self.ema:
             self.ema.update(self.model)
+
+    def _warn_zeroed_terms(self) -> None:
+        """Warn once when a distillation term was non-finite (and zeroed) since the last optimizer step."""
+        model = unwrap_model(self.model)
+        flags = model.pop_nonfinite_terms() if isinstance(model, KDModel) else None
+        if flags is None or not bool(flags.any()):  # one host sync per optimizer step, next to the grad-norm check
+            return
+        self._zeroed_terms += 1
+        if self._zeroed_terms == 1:
+            names = ", ".join(t for t, bad in zip(model.terms, flags.tolist()) if bad)
+            LOGGER.warning(
+                f"yolo_kd: non-finite distillation term ({names}; e.g. fp16 overflow) was set to 0 for this batch, "
+                "training continues (warned once)"
+            )
 
     def label_loss_items(self, loss_items=None, prefix="train"):
         """Validation has no teacher, so its loss columns leave out the distillation terms."""
