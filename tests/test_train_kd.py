@@ -48,6 +48,13 @@ def test_checkpoints_hold_the_student_only(kd_run):
         assert not any("adapter" in k or "teacher" in k or "student_model" in k for k in keys)
 
 
+def test_resuming_a_finished_run_is_one_line(kd_run, tiny_data):
+    before = Path(kd_run.last).read_bytes()
+    with pytest.raises(KDError, match="has finished its 2 epochs, nothing to resume"):
+        yolo_kd.train(kd_run.last, data=tiny_data, resume=True)
+    assert Path(kd_run.last).read_bytes() == before
+
+
 def test_best_pt_works_in_stock_ultralytics_without_yolo_kd(kd_run, tiny_data, tmp_path):
     code = f"""
 import sys

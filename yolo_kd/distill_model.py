@@ -180,13 +180,15 @@ class KDModel(nn.Module):
         det_loss, items = self.student_model.loss(batch, preds)
         kd = self.distillation_terms(raw_head_outputs(preds), teacher_raw, teacher_feats)
         weights = {"kd_cls": self.kd_config.cls, "kd_box": self.kd_config.box, "kd_feat": self.kd_config.feat}
-        kd_vec = torch.stack([kd[t] * (weights[t] * self.kd_scale) for t in self.terms]) if self.terms else det_loss[:0]
-        # a non-finite term (fp16 overflow, degenerate batch) is dropped instead of reaching the weights;
-        # the flags stay on the device (no sync here) until the trainer reads them with pop_nonfinite_terms()
-        finite = torch.isfinite(kd_vec.detach())
-        flags = self.__dict__.get("_nonfinite")
+        terms = [kd[t] * (weights[t] * self.kd_scale) for t in self.terms]
+        finite = torch.isfinite(torch.stack([v.detach() for v in terms])) if terms else torch.ones(0, dtype=torch.bool)
+        if not bool(finite.all()):  # one host sync per step (Ultralytics' progress bar syncs every batch anyway)
+            # a non-finite term (fp16 overflow, degenerate batch) is cut out of the graph, so neither its value nor
+            # its NaN gradient reaches the weights; the detection loss and the other terms still train this step
+            terms = [v if ok else torch.zeros_like(v.detach()) for v, ok in zip(terms, finite.tolist())]
+        flags = self.__dict__.get("_nonfinite")  # read (and reset) by the trainer with pop_nonfinite_terms()
         self.__dict__["_nonfinite"] = ~finite if flags is None else flags | ~finite
-        kd_vec = torch.where(finite, kd_vec, torch.zeros_like(kd_vec))
+        kd_vec = torch.stack(terms) if terms else det_loss[:0]
         items.update({t: v for t, v in zip(self.terms, kd_vec.detach())})
         return torch.cat([det_loss, kd_vec.to(det_loss.dtype) * img.shape[0]]), items
 

@@ -125,10 +125,10 @@ class KDTrainer(DetectionTrainer):
 
     # ----- set-up -----
     def _remove_empty_run(self) -> None:
-        """Delete the run folder Ultralytics just created if it holds nothing but args.yaml."""
-        if RANK in {-1, 0} and not self.resume:
+        """Delete the run folder of a run that failed before training: it holds no weights and no results."""
+        if RANK in {-1, 0} and not self.resume and self.save_dir.is_dir():
             files = [p for p in self.save_dir.rglob("*") if p.is_file()]
-            if all(p.name == "args.yaml" for p in files):
+            if not any(p.suffix == ".pt" or p.name == "results.csv" for p in files):
                 shutil.rmtree(self.save_dir, ignore_errors=True)
 
     def _check_teacher_classes(self) -> None:
@@ -144,6 +144,14 @@ class KDTrainer(DetectionTrainer):
         if t_names != d_names:
             diff = next(f"{i}: '{a}' vs '{b}'" for i, (a, b) in enumerate(zip(t_names, d_names)) if a != b)
             raise KDError(f"teacher class names differ from the dataset's (class {diff}): use a teacher trained on this dataset")
+
+    def _setup_train(self):
+        """Ultralytics' set-up; a KDError found there (e.g. teacher/student stride mismatch) leaves no empty run folder."""
+        try:
+            super()._setup_train()
+        except KDError:
+            self._remove_empty_run()
+            raise
 
     def get_model(self, cfg=None, weights=None, verbose: bool = True):
         """Build the student. A module whose shapes differ from its YAML (e.g. pruned) is used as it is."""
