@@ -277,8 +277,8 @@ def test_bad_options(trained):
     model, data = trained
     with pytest.raises(KDError, match="keep-float"):
         export_int8(model, data, keep_float="heads")
-    with pytest.raises(KDError, match="multiple of 32"):
-        export_int8(model, data, imgsz=100)
+    with pytest.raises(KDError, match="must be a positive image size"):
+        export_int8(model, data, imgsz=0)
     with pytest.raises(KDError, match="at least 1"):
         calibration_files(data, 0)
     # a float head between quantized tensors would be re-quantized by onnxruntime at load time: dfl comes with it
@@ -292,7 +292,7 @@ def test_command_writes_report(trained, tmp_path, capsys):
     from yolo_kd.commands.export_int8 import main
 
     model, data = trained
-    code = run_cli(main, ["--model", str(model), "--data", str(data), "--imgsz", str(IMGSZ), "--calib-images", "8",
+    code = run_cli(main, ["--model", str(model), "--data", str(data), "--imgsz", str(IMGSZ - 30), "--calib-images", "8",
                           "--out-dir", str(tmp_path), "--no-peer", "--no-map", "--latency-seconds", "0.3"])
     out = capsys.readouterr().out
     assert code == 0
@@ -302,6 +302,7 @@ def test_command_writes_report(trained, tmp_path, capsys):
     assert int8["int8_convs"] == 81 and fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
     assert int8["latency_ms"] > 0 and "latency <= 0.5x FP32" in report["targets"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_fp32.onnx", "last_int8.onnx", "last_int8_report.json"]
+    assert f"at {IMGSZ}px" in out  # --imgsz 98 was rounded up to the stride multiple 128, with a warning
 
 
 def test_report_table_and_targets():

@@ -238,9 +238,10 @@ def test_bad_inputs_give_one_clear_line(models, tmp_path):
     with pytest.raises(KDError) as e:
         Detector(models["fixed"], imgsz=320)
     assert "fixed input 128x128" in _one_line(e)
+    assert Detector(models["dynamic"], imgsz=100).imgsz == (128, 128)  # rounded up with a warning, like Ultralytics
     with pytest.raises(KDError) as e:
-        Detector(models["dynamic"], imgsz=100)
-    assert "multiple of the model stride 32" in _one_line(e)
+        Detector(models["dynamic"], imgsz=0)
+    assert "must be positive" in _one_line(e)
     with pytest.raises(KDError) as e:
         Detector(_onnx_with_input(tmp_path / "flat.onnx", [1, 3, 128]))
     assert "4-D" in _one_line(e)

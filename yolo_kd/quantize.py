@@ -401,6 +401,16 @@ def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> 
     return out
 
 
+def stride_multiple(imgsz: int, stride: int = 32) -> int:
+    """``imgsz`` rounded up to a multiple of ``stride``, with a warning when it changes (as Ultralytics does)."""
+    if imgsz < 1:
+        raise KDError(f"--imgsz {imgsz} must be a positive image size: pass e.g. --imgsz 640")
+    rounded = -(-int(imgsz) // stride) * stride
+    if rounded != imgsz:
+        LOGGER.warning(f"--imgsz {imgsz} must be a multiple of max stride {stride}, updating to {rounded}")
+    return rounded
+
+
 def export_int8(
     model: str | Path,
     data: str | Path,
@@ -424,8 +434,7 @@ def export_int8(
     groups = parse_keep_float(keep_float)
     if method not in METHODS:
         raise KDError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
-    if imgsz < 32 or imgsz % 32:
-        raise KDError(f"--imgsz {imgsz} is not a positive multiple of 32: pass e.g. --imgsz 640")
+    imgsz = stride_multiple(imgsz)
     yolo = load_detector(model)
     files, notes = calibration_files(data, calib_images, split=calib_split)
     files, more = load_calibration(files, imgsz)

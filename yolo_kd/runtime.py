@@ -18,6 +18,7 @@ graph (``nms=True`` exports and end-to-end heads, ``(1, K, 6)``)::
 from __future__ import annotations
 
 import ast
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,8 @@ import numpy as np
 import onnxruntime as ort
 
 from .errors import KDError
+
+LOGGER = logging.getLogger("yolo_kd")
 
 __all__ = ["Detections", "Detector", "Letterbox", "letterbox", "to_blob", "nms", "decode_raw", "decode_end2end",
            "scale_boxes", "postprocess_output"]
@@ -261,10 +264,12 @@ class Detector:
                               f"'{path.name}': use imgsz={fixed[0]} or re-export with imgsz={want[0]} (or dynamic=True)")
             return fixed
         want = want or (640, 640)  # like Ultralytics predict, which ignores the export size of dynamic models
-        if any(v <= 0 or v % self.stride for v in want):
-            raise KDError(f"imgsz {want} is not a positive multiple of the model stride {self.stride}: "
-                          f"use e.g. imgsz={max(self.stride, round(want[0] / self.stride) * self.stride)}")
-        return want
+        if any(v <= 0 for v in want):
+            raise KDError(f"imgsz {want} must be positive: use e.g. imgsz=640")
+        rounded = tuple(-(-v // self.stride) * self.stride for v in want)
+        if rounded != want:  # like Ultralytics' check_imgsz
+            LOGGER.warning(f"imgsz {list(want)} must be a multiple of the model stride {self.stride}, updating to {list(rounded)}")
+        return rounded
 
     # --- the three stages -------------------------------------------------------------------------------------
     def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, Letterbox]:

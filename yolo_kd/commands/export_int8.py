@@ -13,7 +13,7 @@ from typing import Sequence
 from ..errors import KDError
 from ..export_report import ModelRow, markdown_table, measure_all, ultralytics_int8
 from ..fileio import write_json_atomic
-from ..quantize import FLOAT_GROUPS, METHODS, QuantSettings, export_int8
+from ..quantize import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
 
 LOGGER = logging.getLogger("yolo_kd")
 
@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", required=True, help="trained detection checkpoint (best.pt)")
     p.add_argument("--data", required=True, help="dataset YAML: calibration reads its train split, mAP its val split")
-    p.add_argument("--imgsz", type=int, default=640, help="fixed ONNX input size (multiple of 32)")
+    p.add_argument("--imgsz", type=int, default=640, help="fixed ONNX input size (rounded up to a multiple of 32)")
     p.add_argument("--calib-images", type=int, default=256, help="number of train images for calibration")
     p.add_argument("--method", choices=METHODS, default="percentile",
                    help="calibration method (percentile measured most accurate, minmax fastest to calibrate)")
@@ -57,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = QuantSettings(activation_type=args.act_type, per_channel=not args.no_per_channel,
                              reduce_range=args.reduce_range, op_types=op_types,
                              exclude=tuple(s.strip() for s in args.exclude.split(",") if s.strip()))
+    args.imgsz = stride_multiple(args.imgsz)
     res = export_int8(args.model, args.data, imgsz=args.imgsz, calib_images=args.calib_images, method=args.method,
                       keep_float=args.keep_float, out_dir=args.out_dir, fp32_name=args.fp32_name,
                       int8_name=args.int8_name, settings=settings)
