@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 3 benchmark: vanilla vs yolo_kd vs Ultralytics built-in distillation on the "bench" shapes preset, CPU.
-# Run from the repository root. Took 76 min on 2 CPU cores with the teacher already trained (+ ~25 min for it); finished runs are reused if it is
-# started again. OUT, DATA and EPOCHS may be overridden from the environment.
+# Run from the repository root. Took 76 min on 2 CPU cores with the teacher already trained (the teacher took
+# 41 min in an earlier run on a loaded machine); finished runs are reused if it is started again. OUT, DATA and EPOCHS may be overridden from the environment.
 set -euo pipefail
 OUT=${OUT:-$PWD/runs/bench}
 DATA=${DATA:-datasets/shapes-bench}
