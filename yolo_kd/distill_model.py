@@ -118,9 +118,9 @@ class KDModel(nn.Module):
             freeze_teacher(teacher)
             self._handles.append(detect_head(teacher).register_forward_hook(self._tap))
 
-    def pop_nonfinite_terms(self) -> torch.Tensor | None:
-        """(n_terms,) bool: which terms were non-finite (and zeroed) in any batch since the last call."""
-        return self.__dict__.pop("_nonfinite", None)
+    def pop_nonfinite_terms(self) -> set[str]:
+        """Names of the terms that were non-finite (and cut out) in any batch since the last call."""
+        return self.__dict__.pop("_nonfinite", set())
 
     def remove_hooks(self) -> None:
         """Remove the teacher hook (e.g. before discarding the wrapper)."""
@@ -185,9 +185,10 @@ class KDModel(nn.Module):
         if not bool(finite.all()):  # one host sync per step (Ultralytics' progress bar syncs every batch anyway)
             # a non-finite term (fp16 overflow, degenerate batch) is cut out of the graph, so neither its value nor
             # its NaN gradient reaches the weights; the detection loss and the other terms still train this step
-            terms = [v if ok else torch.zeros_like(v.detach()) for v, ok in zip(terms, finite.tolist())]
-        flags = self.__dict__.get("_nonfinite")  # read (and reset) by the trainer with pop_nonfinite_terms()
-        self.__dict__["_nonfinite"] = ~finite if flags is None else flags | ~finite
+            ok = finite.tolist()
+            terms = [v if good else torch.zeros_like(v.detach()) for v, good in zip(terms, ok)]
+            bad = self.__dict__.setdefault("_nonfinite", set())  # read (and reset) by pop_nonfinite_terms()
+            bad.update(t for t, good in zip(self.terms, ok) if not good)
         kd_vec = torch.stack(terms) if terms else det_loss[:0]
         items.update({t: v for t, v in zip(self.terms, kd_vec.detach())})
         return torch.cat([det_loss, kd_vec.to(det_loss.dtype) * img.shape[0]]), items

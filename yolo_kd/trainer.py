@@ -245,15 +245,14 @@ class KDTrainer(DetectionTrainer):
     def _warn_zeroed_terms(self) -> None:
         """Warn once when a distillation term was non-finite (and zeroed) since the last optimizer step."""
         model = unwrap_model(self.model)
-        flags = model.pop_nonfinite_terms() if isinstance(model, KDModel) else None
-        if flags is None or not bool(flags.any()):  # one host sync per optimizer step, next to the grad-norm check
+        bad = model.pop_nonfinite_terms() if isinstance(model, KDModel) else set()
+        if not bad:
             return
         self._zeroed_terms += 1
         if self._zeroed_terms == 1:
-            names = ", ".join(t for t, bad in zip(model.terms, flags.tolist()) if bad)
             LOGGER.warning(
-                f"yolo_kd: non-finite distillation term ({names}; e.g. fp16 overflow) was set to 0 for this batch, "
-                "training continues (warned once)"
+                f"yolo_kd: non-finite distillation term ({', '.join(sorted(bad))}; e.g. fp16 overflow) was set to 0 "
+                "for this batch, training continues (warned once)"
             )
 
     def label_loss_items(self, loss_items=None, prefix="train"):
