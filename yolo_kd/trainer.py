@@ -25,7 +25,7 @@ from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer, torch_distr
 
 from .checkpoints import load_checkpoint_dict, load_checkpoint_model
 from .config import KDConfig, kd_weight_multiplier, load_kd_config
-from .distill_model import KD_TERMS, KDModel, freeze_teacher
+from .distill_model import KD_TERMS, KDModel
 from .errors import KDError
 from .fileio import atomic_path, write_text_atomic
 
@@ -185,10 +185,9 @@ class KDTrainer(DetectionTrainer):
         n_teacher = sum(p.numel() for p in self.teacher.parameters())
         if n_student > n_teacher:
             LOGGER.warning(f"yolo_kd: the student ({n_student:,} params) is larger than the teacher ({n_teacher:,})")
-        freeze_teacher(self.teacher)  # fold BN in float32, before any half()
+        self.model = KDModel(self.model, self.teacher, self.kd_config)  # freezes the teacher and folds its BN in float32
         if self.device.type == "cuda" and self.kd_config.teacher_half:
             self.teacher.half()
-        self.model = KDModel(self.model, self.teacher, self.kd_config)
         for name in ("adapters", "generators"):
             state = getattr(self, "_resume_kd", {}).get(name)
             if state is not None and getattr(self.model, name) is not None:
