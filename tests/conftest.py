@@ -17,7 +17,7 @@ TRAIN_ARGS = dict(imgsz=64, batch=16, device="cpu", workers=0, plots=False, exis
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """data.yaml of the 'tiny' shapes preset (48 train / 16 val images, 4 classes)."""
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     return str(make_shapes_dataset(tmp_path_factory.mktemp("data") / "shapes-tiny", "tiny"))
 

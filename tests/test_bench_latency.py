@@ -12,7 +12,7 @@ import pytest
 
 from tests.test_runtime import build_models
 from yolo_kd.commands.bench_latency import main
-from yolo_kd.errors import KDError
+from yolo_kd.core.errors import KDError
 from yolo_kd.latency import benchmark, map_from_run, pareto_front, parse_map_pairs
 from yolo_kd.runtime import Detections
 

@@ -13,8 +13,8 @@ import pytest
 
 from tests.test_runtime import NAMES, build_models
 from yolo_kd.commands.camera import main
-from yolo_kd.errors import KDError
-from yolo_kd.synthetic import ShapesSpec, render_image
+from yolo_kd.core.errors import KDError
+from yolo_kd.data.synthetic import ShapesSpec, render_image
 from yolo_kd.video_io import Frame, FrameSource, draw_detections
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "camera.py"

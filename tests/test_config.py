@@ -2,8 +2,8 @@
 
 import pytest
 
-from yolo_kd.config import kd_weight_multiplier, load_kd_config
-from yolo_kd.errors import KDError
+from yolo_kd.distill.config import kd_weight_multiplier, load_kd_config
+from yolo_kd.core.errors import KDError
 
 
 def test_defaults_and_precedence(tmp_path):
@@ -61,8 +61,8 @@ def test_schedule_values():
 def test_dataset_checks_name_the_problem(tmp_path):
     from pathlib import Path
 
-    from yolo_kd.data import resolve_data
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.datasets import resolve_data
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     data = make_shapes_dataset(tmp_path / "ds", "tiny", n_train=6, n_val=3)
     assert resolve_data(data) == str(data)

@@ -8,9 +8,9 @@ import torch
 from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_kd.config import load_kd_config
-from yolo_kd.distill_model import KDModel, freeze_teacher
-from yolo_kd.errors import KDError
+from yolo_kd.distill.config import load_kd_config
+from yolo_kd.distill.model import KDModel, freeze_teacher
+from yolo_kd.core.errors import KDError
 
 
 def _model(cfg="yolo11n.yaml", nc=4, seed=0):

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from yolo_kd.errors import KDError, run_cli
+from yolo_kd.core.errors import KDError, run_cli
 from yolo_kd.onnx_graph import conv_macs, kernel_share
 from yolo_kd.quantize import (
     QuantSettings,
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     import torch
     from ultralytics import YOLO
 
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     root = tmp_path_factory.mktemp("int8")
     data = Path(make_shapes_dataset(root / "data", "tiny"))

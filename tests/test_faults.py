@@ -12,7 +12,7 @@ import torch
 import yaml
 
 import yolo_kd
-from yolo_kd.errors import KDError
+from yolo_kd.core.errors import KDError
 
 from .conftest import TRAIN_ARGS
 
@@ -62,7 +62,7 @@ def _names(data_yaml: str) -> dict:
 
 def test_non_finite_distillation_term_is_zeroed_and_warned_once(tiny_data, teacher_pt, tmp_path, monkeypatch, warnings_seen):
     """A NaN class-distillation term (as an fp16 overflow gives) on the first batches never reaches the weights."""
-    import yolo_kd.distill_model as dm
+    import yolo_kd.distill.model as dm
 
     real, calls = dm.class_distillation_loss, {"n": 0}
 
@@ -84,8 +84,8 @@ def test_empty_label_and_all_background_batches_stay_finite():
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 
-    from yolo_kd.config import load_kd_config
-    from yolo_kd.distill_model import KDModel
+    from yolo_kd.distill.config import load_kd_config
+    from yolo_kd.distill.model import KDModel
 
     def model(cfg, seed):
         torch.manual_seed(seed)

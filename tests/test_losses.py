@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from yolo_kd.losses import (
+from yolo_kd.distill.losses import (
     MGDGenerator,
     box_distillation_loss,
     class_distillation_loss,
@@ -11,7 +11,7 @@ from yolo_kd.losses import (
     score_weighted_mse_loss,
     teacher_confidence,
 )
-from yolo_kd.losses.logit_losses import binary_kl_per_anchor
+from yolo_kd.distill.losses.logit_losses import binary_kl_per_anchor
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from yolo_kd.errors import KDError, run_cli
+from yolo_kd.core.errors import KDError, run_cli
 from yolo_kd.prunable_blocks import SplitCSP, merge_blocks, split_blocks
 from yolo_kd.pruning import (
     count_params,
@@ -37,7 +37,7 @@ def _yolo11n(nc: int = 4) -> nn.Module:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> str:
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     return str(make_shapes_dataset(tmp_path_factory.mktemp("prune_data") / "tiny", "tiny"))
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from yolo_kd.errors import KDError
+from yolo_kd.core.errors import KDError
 
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "star"}
 
@@ -37,7 +37,7 @@ def build_models(root: Path) -> dict[str, Path]:
     import ultralytics
     from ultralytics import YOLO
 
-    from yolo_kd.synthetic import ShapesSpec, render_image
+    from yolo_kd.data.synthetic import ShapesSpec, render_image
 
     root.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/11/yolo11.yaml").read_text())
@@ -97,7 +97,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 def _images() -> list[np.ndarray]:
     """Test frames: shapes images resized to odd, non-square sizes (exercises letterbox padding both ways)."""
-    from yolo_kd.synthetic import ShapesSpec, render_image
+    from yolo_kd.data.synthetic import ShapesSpec, render_image
 
     sizes = [(160, 100), (120, 200), (240, 160), (128, 128)]
     return [cv2.resize(render_image(ShapesSpec(imgsz=160), "val", i)[0], wh) for i, wh in enumerate(sizes)]

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import yolo_kd
-from yolo_kd.errors import KDError
-from yolo_kd.trainer import KDTrainer
+from yolo_kd.core.errors import KDError
+from yolo_kd.distill.trainer import KDTrainer
 
 from .conftest import TRAIN_ARGS
 
@@ -123,7 +123,7 @@ def test_ddp_launcher_rebuild_keeps_settings(tiny_data, teacher_pt, tmp_path):
 
 
 def test_bad_inputs_fail_before_training(tiny_data, teacher_pt, tmp_path):
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     other = make_shapes_dataset(tmp_path / "three", "tiny", n_classes=3, n_train=4, n_val=2)
     corrupt = tmp_path / "corrupt.pt"
@@ -231,7 +231,7 @@ def test_killed_mid_run_then_resume_matches_uninterrupted(sig, tiny_data, teache
 
 def test_pretrained_student_with_other_classes_is_fine_tuned(teacher_pt, tmp_path):
     """A .pt trained on other classes (like COCO weights) is a normal fine-tuning start, not a 'pruned' module."""
-    from yolo_kd.synthetic import make_shapes_dataset
+    from yolo_kd.data.synthetic import make_shapes_dataset
 
     three = make_shapes_dataset(tmp_path / "three", "tiny", n_classes=3, n_train=8, n_val=4)
     tr = yolo_kd.train(teacher_pt, data=three, epochs=1, project=str(tmp_path), name="ft", **TRAIN_ARGS)

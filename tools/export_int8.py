@@ -3,6 +3,6 @@
 import sys
 
 from yolo_kd.commands.export_int8 import main
-from yolo_kd.errors import run_cli
+from yolo_kd.core.errors import run_cli
 
 raise SystemExit(run_cli(main, sys.argv[1:]))

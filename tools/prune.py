@@ -3,7 +3,7 @@
 import sys
 
 from yolo_kd.commands.prune import main
-from yolo_kd.errors import run_cli
+from yolo_kd.core.errors import run_cli
 
 if __name__ == "__main__":
     raise SystemExit(run_cli(main, sys.argv[1:]))

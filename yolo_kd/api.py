@@ -8,9 +8,9 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoints import check_detection_model, load_checkpoint_model
-from .data import resolve_data
-from .errors import KDError
+from .core.checkpoints import check_detection_model, load_checkpoint_model
+from .data.datasets import resolve_data
+from .core.errors import KDError
 
 
 def _check_student(student: str | Path) -> str:
@@ -47,7 +47,7 @@ def train(
     Returns:
         the trainer; ``.best``/``.last`` are the checkpoints, ``.save_dir`` the run folder, ``.metrics`` the final metrics.
     """
-    from .trainer import KDTrainer
+    from .distill.trainer import KDTrainer
 
     args = {**overrides, "data": resolve_data(data)}
     # Ultralytics nests relative projects under its global runs_dir; users expect ./runs/kd/<name>

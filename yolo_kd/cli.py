@@ -9,7 +9,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from .errors import run_cli
+from .core.errors import run_cli
 
 #: subcommand -> (module under yolo_kd.commands, one-line help)
 COMMANDS = {

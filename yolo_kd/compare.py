@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .errors import KDError
+from .core.errors import KDError
 
 #: ablation variants: one distillation term alone (the others at weight 0)
 ABLATIONS = {"kd-cls": {"box": 0, "feat": 0}, "kd-box": {"cls": 0, "feat": 0}, "kd-feat": {"cls": 0, "box": 0}}
@@ -257,7 +257,7 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fileio import atomic_path
+    from .core.files import atomic_path
 
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -298,7 +298,7 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
 
 def check_inputs(student: str, teacher: str | None, data: str) -> None:
     """Fail in one line before any training when the comparison cannot run."""
-    from .checkpoints import load_checkpoint_model
+    from .core.checkpoints import load_checkpoint_model
 
     if teacher is None:
         raise KDError("compare needs --teacher path/to/teacher.pt (a trained checkpoint)")

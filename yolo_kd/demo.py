@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fileio import write_json_atomic, write_text_atomic
+from .core.files import write_json_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
     from ultralytics import YOLO
 
     from .commands import bench_latency, compare, export_int8, prune
-    from .synthetic import make_shapes_dataset
+    from .data.synthetic import make_shapes_dataset
 
     out = Path(out).resolve()
     t: dict[str, float] = {}

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import KDError
-from .fileio import atomic_path, write_json_atomic, write_text_atomic
+from .core.errors import KDError
+from .core.files import atomic_path, write_json_atomic, write_text_atomic
 from .pruning import IMPORTANCES, check_prunable, count_params, model_gflops, prune_model, save_pruned_checkpoint
 
 #: fine-tuning settings that differ from Ultralytics' defaults (any can be overridden): no warm-up, because the
@@ -85,7 +85,7 @@ def onnx_latencies(paths: Sequence[Path], imgsz: int, threads: int = 2, seconds:
     import numpy as np
     import onnxruntime as ort
 
-    from .timing import time_callable
+    from .core.timing import time_callable
 
     def session(path: Path):
         so = ort.SessionOptions()
@@ -226,8 +226,8 @@ def prune_iteratively(
         :class:`PruneResult`; ``best`` loads in stock ``ultralytics.YOLO``.
     """
     from .api import train
-    from .checkpoints import load_checkpoint_model
-    from .data import resolve_data
+    from .core.checkpoints import load_checkpoint_model
+    from .data.datasets import resolve_data
 
     _check_args(target_flops, steps, epochs_per_step, importance, round_to)
     if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 0):

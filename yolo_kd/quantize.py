@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 import onnx
 
-from .errors import KDError
-from .fileio import atomic_path
+from .core.errors import KDError
+from .core.files import atomic_path
 from .onnx_graph import kernel_share
 
 #: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`

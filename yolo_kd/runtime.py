@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .errors import KDError
+from .core.errors import KDError
 
 LOGGER = logging.getLogger("yolo_kd")
 

@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .errors import KDError
+from .core.errors import KDError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import cv2
 
-from ..errors import KDError
+from ..core.errors import KDError
 from ..latency import header, make_frame, markdown_table, parse_map_pairs, run_benchmark, write_report
 
 

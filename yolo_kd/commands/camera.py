@@ -20,8 +20,8 @@ from typing import Sequence
 
 import cv2
 
-from ..errors import KDError
-from ..fileio import atomic_path
+from ..core.errors import KDError
+from ..core.files import atomic_path
 from ..runtime import Detector
 from ..video_io import (Frame, draw_detections, draw_overlay, display_unavailable, log_stderr, open_source,
                         open_writer)

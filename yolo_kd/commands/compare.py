@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .. import compare as cmp
-from ..data import resolve_data
-from ..errors import KDError
-from ..fileio import write_json_atomic, write_text_atomic
+from ..data.datasets import resolve_data
+from ..core.errors import KDError
+from ..core.files import write_json_atomic, write_text_atomic
 from .train import parse_overrides, split_key_values
 
 

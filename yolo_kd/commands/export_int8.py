@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import KDError
+from ..core.errors import KDError
 from ..export_report import ModelRow, markdown_table, measure_all, ultralytics_int8
-from ..fileio import write_json_atomic
+from ..core.files import write_json_atomic
 from ..quantize import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
 
 LOGGER = logging.getLogger("yolo_kd")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..synthetic import PRESETS, make_shapes_dataset
+from ..data.synthetic import PRESETS, make_shapes_dataset
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from ..errors import KDError
+from ..core.errors import KDError
 
 
 def build_parser() -> argparse.ArgumentParser:

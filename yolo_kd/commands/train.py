@@ -12,8 +12,8 @@ import argparse
 from dataclasses import fields
 from typing import Any, Sequence
 
-from ..config import KDConfig
-from ..errors import KDError
+from ..distill.config import KDConfig
+from ..core.errors import KDError
 
 
 def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _data_of(checkpoint: str) -> str:
     """The dataset a run was trained on, read from its checkpoint's train_args."""
-    from ..checkpoints import load_checkpoint_dict
+    from ..core.checkpoints import load_checkpoint_dict
 
     try:
         return load_checkpoint_dict(checkpoint)["train_args"]["data"]

@@ -160,7 +160,7 @@ def make_shapes_dataset(root: str | Path, preset: str | None = None, **overrides
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(class_names(spec.n_classes)))
     # "path" is written relative-free: Ultralytics resolves train/val against the yaml's "path" key
     (tmp / "data.yaml").write_text(
-        f"# synthetic shapes dataset written by yolo_kd.synthetic ({json.dumps(asdict(spec))})\n"
+        f"# synthetic shapes dataset written by yolo_kd.data.synthetic ({json.dumps(asdict(spec))})\n"
         f"path: {root.resolve()}\ntrain: images/train\nval: images/val\nnames:\n{names}\n"
     )
     (tmp / ".stamp.json").write_text(json.dumps(asdict(spec)))

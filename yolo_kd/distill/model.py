@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from .adapters import ChannelAdapter
-from .checkpoints import detect_head
+from ..core.checkpoints import detect_head
 from .config import KDConfig
-from .errors import KDError
+from ..core.errors import KDError
 from .hooks import HeadTap, raw_head_outputs
 from .losses import MGDGenerator, box_distillation_loss, class_distillation_loss, cwd_loss, score_weighted_mse_loss
 from .losses import teacher_confidence

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import KDError
+from ..core.errors import KDError
 from .synthetic import PRESETS, make_shapes_dataset
 
 #: where ``--data synthetic`` datasets are written (relative to the working directory)

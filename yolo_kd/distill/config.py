@@ -8,10 +8,10 @@ from typing import Any, Mapping
 
 import yaml
 
-from .errors import KDError
+from ..core.errors import KDError
 from .losses import CLASS_LOSSES, FEATURE_LOSSES
 
-DEFAULT_CFG = Path(__file__).resolve().parent.parent / "cfg" / "kd_default.yaml"
+DEFAULT_CFG = Path(__file__).resolve().parents[2] / "cfg" / "kd_default.yaml"
 SCHEDULES = ("constant", "linear", "cosine")
 
 

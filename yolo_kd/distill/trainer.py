@@ -23,11 +23,11 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK
 from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer, torch_distributed_zero_first, unwrap_model
 
-from .checkpoints import load_checkpoint_dict, load_checkpoint_model
+from ..core.checkpoints import load_checkpoint_dict, load_checkpoint_model
 from .config import KDConfig, kd_weight_multiplier, load_kd_config
-from .distill_model import KD_TERMS, KDModel
-from .errors import KDError
-from .fileio import atomic_path, write_text_atomic
+from .model import KD_TERMS, KDModel
+from ..core.errors import KDError
+from ..core.files import atomic_path, write_text_atomic
 
 
 @dataclass
