@@ -15,7 +15,7 @@ from tests.test_runtime import NAMES, build_models
 from yolo_kd.commands.camera import main
 from yolo_kd.core.errors import KDError
 from yolo_kd.data.synthetic import ShapesSpec, render_image
-from yolo_kd.video_io import Frame, FrameSource, draw_detections
+from yolo_kd.deploy.video import Frame, FrameSource, draw_detections
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "camera.py"
 W, H, N_FRAMES = 192, 144, 8
@@ -55,7 +55,7 @@ def _json_lines(text: str) -> list[dict]:
 
 
 def test_video_to_annotated_video_and_json_lines(model, video, tmp_path, capsys):
-    from yolo_kd.runtime import Detector
+    from yolo_kd.deploy.runtime import Detector
 
     out = tmp_path / "out.mp4"
     assert main(["--model", str(model), "--source", str(video), "--save", str(out), "--headless", "--conf", "0.1"]) == 0
@@ -178,7 +178,7 @@ class _FakeCapture:
 
 
 def _capture(kind: str, reads: list, frame_count: int | None = None) -> tuple:
-    from yolo_kd.video_io import CaptureSource
+    from yolo_kd.deploy.video import CaptureSource
 
     messages: list[str] = []
     source = object.__new__(CaptureSource)  # skip opening a device: feed scripted reads instead

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from yolo_kd import compare as cmp
+from yolo_kd.evidence import compare as cmp
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--epochs", "1", "--imgsz", "64", "--batch", "16", "--device", "cpu", "--seeds", "0", "workers=0", "plots=False"]

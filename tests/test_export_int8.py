@@ -11,16 +11,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from yolo_kd.core.errors import KDError, run_cli
-from yolo_kd.onnx_graph import conv_macs, kernel_share
-from yolo_kd.quantize import (
-    QuantSettings,
-    calibration_files,
-    export_int8,
-    float_node_groups,
-    letterbox_tensor,
-    parse_keep_float,
-    quantize_onnx,
-)
+from yolo_kd.quantize.calibration import calibration_files, letterbox_tensor
+from yolo_kd.quantize.onnx_graph import conv_macs, float_node_groups, kernel_share, parse_keep_float
+from yolo_kd.quantize.ptq import QuantSettings, export_int8, quantize_onnx
 
 IMGSZ = 128
 
@@ -307,7 +300,7 @@ def test_command_writes_report(trained, tmp_path, capsys):
 
 def test_report_table_and_targets():
     from yolo_kd.commands.export_int8 import targets
-    from yolo_kd.export_report import ModelRow, markdown_table
+    from yolo_kd.quantize.report import ModelRow, markdown_table
 
     rows = [
         ModelRow("FP32 ONNX", "a", 10.0, 88, 0, 0.0, 40.0, 44.0, 0.60, 0.4400),

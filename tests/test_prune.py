@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from yolo_kd.core.errors import KDError, run_cli
-from yolo_kd.prunable_blocks import SplitCSP, merge_blocks, split_blocks
-from yolo_kd.pruning import (
+from yolo_kd.prune.blocks import SplitCSP, merge_blocks, split_blocks
+from yolo_kd.prune.pruner import (
     count_params,
     ignored_modules,
     kept_channels,
@@ -118,7 +118,7 @@ def test_prune_loop_finetunes_saves_reloads_and_exports(model_pt, data, tmp_path
     import onnxruntime as ort
     from ultralytics import YOLO
 
-    from yolo_kd.prune_loop import prune_iteratively
+    from yolo_kd.prune.loop import prune_iteratively
 
     r = prune_iteratively(
         model_pt, data, target_flops=0.6, steps=1, epochs_per_step=1, imgsz=IMGSZ, batch=16, device="cpu",

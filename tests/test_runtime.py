@@ -78,7 +78,7 @@ def _quantize(src: Path, dst: Path, images: np.ndarray) -> None:
     """
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
 
-    from yolo_kd.runtime import to_blob
+    from yolo_kd.deploy.runtime import to_blob
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -108,7 +108,7 @@ def test_matches_ultralytics_predict(models, key):
     """Same boxes, classes and scores as YOLO(model.onnx).predict on the same images, for every export layout."""
     from ultralytics import YOLO
 
-    from yolo_kd.runtime import Detector
+    from yolo_kd.deploy.runtime import Detector
 
     conf = 0.1  # 0.25 leaves few boxes on this untrained model (the nms export keeps its baked-in 0.25)
     det = Detector(models[key], conf=conf, imgsz=128 if key == "dynamic" else None)
@@ -132,7 +132,7 @@ def test_matches_ultralytics_predict(models, key):
 
 def test_dynamic_model_uses_minimum_rectangle_and_max_det(models):
     """A dynamic model letterboxes to a stride-multiple rectangle; max_det caps the detections."""
-    from yolo_kd.runtime import Detector
+    from yolo_kd.deploy.runtime import Detector
 
     det = Detector(models["dynamic"], imgsz=128, conf=0.0, max_det=7)
     image = _images()[0]  # 100x160 -> 80x128 -> padded to 96x128
@@ -146,7 +146,7 @@ def test_dynamic_model_uses_minimum_rectangle_and_max_det(models):
 def test_letterbox_matches_ultralytics():
     from ultralytics.data.augment import LetterBox
 
-    from yolo_kd.runtime import letterbox
+    from yolo_kd.deploy.runtime import letterbox
 
     rng = np.random.default_rng(0)
     for h, w, auto in [(100, 160, False), (100, 160, True), (333, 97, False), (720, 1280, True), (64, 64, False)]:
@@ -160,7 +160,7 @@ def test_nms_matches_torchvision():
     import torch
     from torchvision.ops import batched_nms
 
-    from yolo_kd.runtime import nms
+    from yolo_kd.deploy.runtime import nms
 
     rng = np.random.default_rng(1)
     xy = rng.uniform(0, 100, (600, 2))
@@ -181,8 +181,8 @@ class Block:
             raise ImportError(f"{name} is not available on the edge box")
 sys.meta_path.insert(0, Block())
 import cv2
-from yolo_kd.runtime import Detector
-from yolo_kd import video_io
+from yolo_kd.deploy.runtime import Detector
+from yolo_kd.deploy import video
 from yolo_kd.commands import camera
 det = Detector(sys.argv[1], conf=0.1)
 out = det(cv2.imread(sys.argv[2]))
@@ -222,7 +222,7 @@ def _onnx_with_input(path: Path, shape: list) -> Path:
 
 
 def test_bad_inputs_give_one_clear_line(models, tmp_path):
-    from yolo_kd.runtime import Detector
+    from yolo_kd.deploy.runtime import Detector
 
     with pytest.raises(KDError) as e:
         Detector(tmp_path / "missing.onnx")

@@ -52,9 +52,19 @@ _OLD_MODULES = {
     "yolo_kd.trainer": "yolo_kd.distill.trainer",
     "yolo_kd.distill_model": "yolo_kd.distill.model",
     "yolo_kd.config": "yolo_kd.distill.config",
-    "yolo_kd.hooks": "yolo_kd.distill.hooks",
     "yolo_kd.adapters": "yolo_kd.distill.adapters",
     "yolo_kd.losses": "yolo_kd.distill.losses",
+    "yolo_kd.pruning": "yolo_kd.prune.pruner",
+    "yolo_kd.prunable_blocks": "yolo_kd.prune.blocks",
+    "yolo_kd.prune_loop": "yolo_kd.prune.loop",
+    "yolo_kd.onnx_graph": "yolo_kd.quantize.onnx_graph",
+    "yolo_kd.export_report": "yolo_kd.quantize.report",
+    "yolo_kd.runtime": "yolo_kd.deploy.runtime",
+    "yolo_kd.video_io": "yolo_kd.deploy.video",
+    "yolo_kd.latency": "yolo_kd.deploy.latency",
+    "yolo_kd.compare": "yolo_kd.evidence.compare",
+    "yolo_kd.demo": "yolo_kd.evidence.demo",
+    # "yolo_kd.quantize" is now the package itself: yolo_kd/quantize/__init__.py resolves the 0.1 names, warning
 }
 
 __all__ = list(_EXPORTS)

@@ -16,7 +16,7 @@ from typing import Sequence
 import cv2
 
 from ..core.errors import KDError
-from ..latency import header, make_frame, markdown_table, parse_map_pairs, run_benchmark, write_report
+from ..deploy.latency import header, make_frame, markdown_table, parse_map_pairs, run_benchmark, write_report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

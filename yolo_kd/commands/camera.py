@@ -22,8 +22,8 @@ import cv2
 
 from ..core.errors import KDError
 from ..core.files import atomic_path
-from ..runtime import Detector
-from ..video_io import (Frame, draw_detections, draw_overlay, display_unavailable, log_stderr, open_source,
+from ..deploy.runtime import Detector
+from ..deploy.video import (Frame, draw_detections, draw_overlay, display_unavailable, log_stderr, open_source,
                         open_writer)
 
 WINDOW = "yolo_kd"

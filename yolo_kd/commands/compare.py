@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from .. import compare as cmp
+from ..evidence import compare as cmp
 from ..data.datasets import resolve_data
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 from typing import Sequence
 
-from ..demo import DemoSettings, run_demo
+from ..evidence.demo import DemoSettings, run_demo
 
 
 def main(argv: Sequence[str] | None = None) -> int:

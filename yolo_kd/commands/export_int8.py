@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import KDError
-from ..export_report import ModelRow, markdown_table, measure_all, ultralytics_int8
+from ..quantize.report import ModelRow, markdown_table, measure_all, ultralytics_int8
 from ..core.files import write_json_atomic
-from ..quantize import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
+from ..quantize.ptq import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
 
 LOGGER = logging.getLogger("yolo_kd")
 

@@ -17,7 +17,7 @@ from ..core.errors import KDError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..pruning import IMPORTANCES
+    from ..prune.pruner import IMPORTANCES
 
     p = argparse.ArgumentParser(
         prog="prune",
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..prune_loop import prune_iteratively
+    from ..prune.loop import prune_iteratively
     from .train import parse_overrides, split_key_values
 
     argv, kv = split_key_values(argv)  # so --ignore / --latency-imgsz lists cannot swallow key=value tokens

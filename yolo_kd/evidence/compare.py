@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .core.errors import KDError
+from ..core.errors import KDError
 
 #: ablation variants: one distillation term alone (the others at weight 0)
 ABLATIONS = {"kd-cls": {"box": 0, "feat": 0}, "kd-box": {"cls": 0, "feat": 0}, "kd-feat": {"cls": 0, "box": 0}}
@@ -93,7 +93,7 @@ def _train(spec: RunSpec) -> None:
 
         YOLO(spec.student).train(distill_model=spec.teacher, **common)  # Ultralytics' default weight dis=6.0
     else:
-        from .api import train
+        from ..api import train
 
         train(spec.student, teacher=spec.teacher, kd_cfg=spec.kd_cfg, **{f"kd_{k}": v for k, v in spec.kd.items()}, **common)
 
@@ -121,7 +121,7 @@ def run_one(spec: RunSpec) -> None:
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     spec_file = spec.run_dir / "run_spec.json"
     spec_file.write_text(json.dumps(asdict(spec)))
-    subprocess.run([sys.executable, "-m", "yolo_kd.compare", str(spec_file)], env=os.environ.copy(), check=False)
+    subprocess.run([sys.executable, "-m", "yolo_kd.evidence.compare", str(spec_file)], env=os.environ.copy(), check=False)
 
 
 # ----- reading and evaluating runs -----
@@ -257,7 +257,7 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .core.files import atomic_path
+    from ..core.files import atomic_path
 
     paths = []
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -298,7 +298,7 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
 
 def check_inputs(student: str, teacher: str | None, data: str) -> None:
     """Fail in one line before any training when the comparison cannot run."""
-    from .core.checkpoints import load_checkpoint_model
+    from ..core.checkpoints import load_checkpoint_model
 
     if teacher is None:
         raise KDError("compare needs --teacher path/to/teacher.pt (a trained checkpoint)")

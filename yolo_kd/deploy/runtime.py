@@ -1,11 +1,11 @@
 """Torch-free detection runtime for Ultralytics YOLO ONNX models: letterbox, ONNX Runtime, decode, NMS.
 
-Runs on an edge box that has only numpy, OpenCV and onnxruntime: this module imports nothing else (``yolo_kd.errors``
+Runs on an edge box that has only numpy, OpenCV and onnxruntime: this module imports nothing else (``yolo_kd.core.errors``
 is plain Python). It reproduces ``YOLO("model.onnx").predict(...)`` for detection models exported by Ultralytics or
 by this project, FP32 or INT8, with a fixed or dynamic input, with raw ``(1, 4+nc, N)`` outputs or with NMS inside the
 graph (``nms=True`` exports and end-to-end heads, ``(1, K, 6)``)::
 
-    from yolo_kd.runtime import Detector
+    from yolo_kd.deploy.runtime import Detector
 
     det = Detector("best_int8.onnx")               # conf=0.25, iou=0.7, max_det=300 like Ultralytics predict
     out = det(cv2.imread("frame.jpg"))             # Detections: boxes (N, 4) xyxy pixels, scores (N,), classes (N,)
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .core.errors import KDError
+from ..core.errors import KDError
 
 LOGGER = logging.getLogger("yolo_kd")
 

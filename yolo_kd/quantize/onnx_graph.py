@@ -1,4 +1,8 @@
-"""Did the quantization take? Count which convolutions run in INT8 kernels after onnxruntime's graph optimisation.
+"""ONNX graph analysis for INT8 export: which nodes stay float, and which convolutions run as INT8 kernels.
+
+:func:`float_node_groups` names the detection decode tail (head convs, DFL, box/score concat) by structure, so it
+can be kept in float. Did the quantization take? :func:`kernel_share` counts which convolutions run in INT8
+kernels after onnxruntime's graph optimisation.
 
 A QDQ model only says *where* tensors may be INT8. onnxruntime fuses ``DQ -> Conv -> Q`` into an INT8 kernel
 (``QLinearConv``) only when its rules allow; an unfused Conv runs in float with the Q/DQ pairs as pure overhead.
@@ -8,12 +12,20 @@ counts, per convolution of the original graph, what it became, weighted by multi
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import onnx
 
+from ..core.errors import KDError
+
+LOGGER = logging.getLogger("yolo_kd")
+
+#: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`
+FLOAT_GROUPS = ("head", "dfl", "concat")
 #: op types that are an INT8 convolution kernel in onnxruntime (any domain, NCHW or NHWC variants)
 INT8_CONV_OPS = {"QLinearConv", "ConvInteger", "NhwcQLinearConv"}
 #: op types that are a float convolution (plain, activation-fused, NCHWc-blocked)
@@ -181,3 +193,91 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
     convs = [found.get(n) or ConvKernel(n, macs[n], "float", "not found") for n in names]
     convs += [c for n, c in found.items() if n not in macs]
     return KernelShare(convs, dict(sorted(op_counts.items())))
+
+
+# ---------------------------------------------------------------------------------------------- float-kept nodes
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    out: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            out.setdefault(name, []).append(node)
+    return out
+
+
+def float_node_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
+    """Name the accuracy-sensitive nodes of a detection graph, by structure (not by layer index).
+
+    The *decode tail* is everything between the last feature convolutions and the outputs, walking back from the
+    graph outputs and stopping at convolutions (the DFL conv, fed by a Softmax, is walked through). Groups:
+
+    - ``head``: the box and class output convolutions (the tail's entry convs);
+    - ``dfl``: the rest of the decode: DFL reshape/softmax/conv, anchor/stride arithmetic, class sigmoid;
+    - ``concat``: Concats that join the box branch and the class branch (pixel boxes next to 0-1 scores).
+    """
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    shape_ops = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
+
+    def fed_by_softmax(node: onnx.NodeProto) -> bool:
+        src = producer.get(node.input[0])
+        while src is not None and src.op_type in shape_ops:
+            src = producer.get(src.input[0])
+        return src is not None and src.op_type == "Softmax"
+
+    tail, heads, seen = [], [], set()
+    stack = [producer[o.name] for o in graph.output if o.name in producer]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Conv" and not fed_by_softmax(node):
+            heads.append(node)
+            continue
+        tail.append(node)
+        stack.extend(producer[i] for i in node.input if i in producer)
+
+    tail_ids = {id(n) for n in tail}
+    consumers = _consumers(graph)
+
+    def downstream(node: onnx.NodeProto) -> set[int]:
+        """ids of tail nodes reachable from ``node``."""
+        found, todo = set(), [node]
+        while todo:
+            for o in todo.pop().output:
+                for c in consumers.get(o, []):
+                    if id(c) in tail_ids and id(c) not in found:
+                        found.add(id(c))
+                        todo.append(c)
+        return found
+
+    reach = {h.name: downstream(h) for h in heads}
+    by_id = {id(n): n for n in tail}
+    # class convs lead to a Sigmoid inside the tail; box convs do not (their path goes through the DFL)
+    is_cls = {h.name: any(by_id[i].op_type == "Sigmoid" for i in reach[h.name]) for h in heads}
+    cls_reach = set().union(*(r for h, r in reach.items() if is_cls[h])) if any(is_cls.values()) else set()
+    box_reach = set().union(*(r for h, r in reach.items() if not is_cls[h])) if not all(is_cls.values()) else set()
+    concat = [n.name for n in tail if n.op_type == "Concat" and id(n) in cls_reach and id(n) in box_reach
+              and not any(id(producer[i]) in cls_reach and id(producer[i]) in box_reach for i in n.input if i in producer)]
+    rest = [n.name for n in tail if n.name not in set(concat)]
+    return {"head": sorted(h.name for h in heads), "dfl": sorted(rest), "concat": sorted(concat)}
+
+
+def parse_keep_float(keep_float: Iterable[str] | str | None) -> tuple[str, ...]:
+    """Normalise ``keep_float`` ("head,dfl", ["head"], "none", None) to a tuple of known group names."""
+    if keep_float is None:
+        return ()
+    items = keep_float.split(",") if isinstance(keep_float, str) else list(keep_float)
+    items = [s.strip().lower() for s in items if s.strip() and s.strip().lower() != "none"]
+    if "all" in items:
+        return FLOAT_GROUPS
+    bad = [s for s in items if s not in FLOAT_GROUPS]
+    if bad:
+        raise KDError(f"unknown keep-float group {bad[0]!r}: choose from {', '.join(FLOAT_GROUPS)}, 'all' or 'none'")
+    if "head" in items and "dfl" not in items:
+        # A float Conv between a DequantizeLinear and a QuantizeLinear is re-quantized by onnxruntime at load time
+        # (QDQ propagation moves the decode's Q up through Reshape, then its weights are quantized): a float head
+        # needs a float decode after it.
+        LOGGER.warning("keep-float 'head' needs 'dfl' too (onnxruntime would quantize the head convs at load): adding 'dfl'")
+        items.append("dfl")
+    return tuple(g for g in FLOAT_GROUPS if g in items)

@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .core.errors import KDError
-from .core.files import atomic_path, write_json_atomic, write_text_atomic
-from .pruning import IMPORTANCES, check_prunable, count_params, model_gflops, prune_model, save_pruned_checkpoint
+from ..core.errors import KDError
+from ..core.files import atomic_path, write_json_atomic, write_text_atomic
+from .pruner import IMPORTANCES, check_prunable, count_params, model_gflops, prune_model, save_pruned_checkpoint
 
 #: fine-tuning settings that differ from Ultralytics' defaults (any can be overridden): no warm-up, because the
 #: pruned model is already trained and a warm-up's high bias learning rate undoes what pruning kept
@@ -85,7 +85,7 @@ def onnx_latencies(paths: Sequence[Path], imgsz: int, threads: int = 2, seconds:
     import numpy as np
     import onnxruntime as ort
 
-    from .core.timing import time_callable
+    from ..core.timing import time_callable
 
     def session(path: Path):
         so = ort.SessionOptions()
@@ -208,7 +208,7 @@ def prune_iteratively(
         teacher: ``.pt`` to distil from while fine-tuning; None distils from the unpruned ``model_path`` itself.
         target_flops: fraction of the original GFLOPs to keep, in (0, 1).
         steps: pruning steps (>= 1); epochs_per_step: fine-tuning epochs after each step (0 = none).
-        importance, round_to, ignore: see :func:`yolo_kd.pruning.prune_by_ratio`.
+        importance, round_to, ignore: see :func:`yolo_kd.prune.pruner.prune_by_ratio`.
         imgsz, batch, device: fine-tuning and validation settings; kd_cfg: distillation settings.
         project, name: outputs go to ``<project>/<name>``: ``stepK/`` runs, ``weights/best.pt``, JSON, PNG.
         latency_imgsz: ONNX sizes to time (default: ``imgsz``; empty list: no latency); latency_seconds per model and
@@ -225,9 +225,9 @@ def prune_iteratively(
     Returns:
         :class:`PruneResult`; ``best`` loads in stock ``ultralytics.YOLO``.
     """
-    from .api import train
-    from .core.checkpoints import load_checkpoint_model
-    from .data.datasets import resolve_data
+    from ..api import train
+    from ..core.checkpoints import load_checkpoint_model
+    from ..data.datasets import resolve_data
 
     _check_args(target_flops, steps, epochs_per_step, importance, round_to)
     if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 0):

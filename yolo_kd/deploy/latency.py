@@ -1,6 +1,6 @@
 """Latency benchmark of detectors: the same preprocessing for every model, per-stage timing, round-robin rounds.
 
-Every model (``.onnx`` through :class:`yolo_kd.runtime.Detector`, ``.pt`` through :class:`TorchModel`) goes through
+Every model (``.onnx`` through :class:`yolo_kd.deploy.runtime.Detector`, ``.pt`` through :class:`TorchModel`) goes through
 the runtime's letterbox + blob preprocessing and its decode + NMS postprocessing, so only the network differs.
 Rounds of ``chunk`` frames alternate between models until each has ``min_runs`` frames and ``min_seconds`` of
 timed work, so machine noise hits every model alike. Torch, Ultralytics and matplotlib are imported only when a
@@ -20,10 +20,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .core.errors import KDError
-from .core.files import atomic_path
+from ..core.errors import KDError
+from ..core.files import atomic_path
 from .runtime import Detections, Detector, Letterbox, letterbox, postprocess_output, to_blob
-from .core.timing import time_callable
+from ..core.timing import time_callable
 
 STAGES = ("pre", "infer", "post")
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}
@@ -125,7 +125,7 @@ def precision_of(path: Path) -> str:
 
 def make_frame(width: int = 1280, height: int = 720) -> np.ndarray:
     """A deterministic camera-like BGR frame (H, W, 3) of synthetic shapes, for timing without any download."""
-    from .data.synthetic import ShapesSpec, render_image
+    from ..data.synthetic import ShapesSpec, render_image
 
     image, _ = render_image(ShapesSpec(imgsz=max(width, height), n_classes=8, max_objects=8), "val", 0)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
@@ -365,7 +365,7 @@ def run_benchmark(paths: Sequence[str | Path], imgsz: int = 640, threads: int | 
 
 def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``latency.json``, ``latency.md`` and (when any mAP is known) ``latency_vs_map.png`` atomically."""
-    from .core.files import write_json_atomic, write_text_atomic
+    from ..core.files import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     paths = {"json": out / "latency.json", "md": out / "latency.md"}

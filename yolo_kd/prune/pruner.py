@@ -25,9 +25,9 @@ from typing import Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from .core.errors import KDError
-from .core.files import atomic_path
-from .prunable_blocks import SplitCSP, merge_blocks, split_blocks
+from ..core.errors import KDError
+from ..core.files import atomic_path
+from .blocks import SplitCSP, merge_blocks, split_blocks
 
 __all__ = [
     "PruningPlan",
@@ -58,7 +58,7 @@ _ATTENTION = {"Attention", "AAttn"}
 
 def check_prunable(model: nn.Module, what: str = "model") -> nn.Module:
     """Return the Detect head of ``model`` or raise one line: not a detection model, or unsupported blocks."""
-    from .core.checkpoints import detect_head
+    from ..core.checkpoints import detect_head
 
     head = detect_head(model)
     if head is None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .core.errors import KDError
-from .core.files import atomic_path
+from ..core.errors import KDError
+from ..core.files import atomic_path
 from .onnx_graph import kernel_share
-from .core.timing import time_callable
+from ..core.timing import time_callable
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Frame sources (camera index, video file, image folder or file, stream URL), annotation drawing and video writing.
 
-OpenCV and numpy only, like :mod:`yolo_kd.runtime`, so the camera tool runs on an edge box without torch.
+OpenCV and numpy only, like :mod:`yolo_kd.deploy.runtime`, so the camera tool runs on an edge box without torch.
 Sources never raise mid-stream: a frame that fails to decode is skipped, and the end of a file, a camera that
 disappears or a stream that drops ends the iteration, each with a one-line message to ``log``.
 """
@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .core.errors import KDError
+from ..core.errors import KDError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .core.files import write_json_atomic, write_text_atomic
+from ..core.files import write_json_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
     """Run every stage into ``out`` and return the summary (also written as summary.json / summary.md)."""
     from ultralytics import YOLO
 
-    from .commands import bench_latency, compare, export_int8, prune
-    from .data.synthetic import make_shapes_dataset
+    from ..commands import bench_latency, compare, export_int8, prune
+    from ..data.synthetic import make_shapes_dataset
 
     out = Path(out).resolve()
     t: dict[str, float] = {}

@@ -1,0 +1,136 @@
+"""Calibration data for static INT8 quantization: images of the dataset's train split (never its val split),
+letterboxed exactly as Ultralytics' predictor does, fed to onnxruntime one batch at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from ..core.errors import KDError
+
+IMG_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+
+
+def letterbox_tensor(image_bgr: np.ndarray, imgsz: int | tuple[int, int]) -> np.ndarray:
+    """Ultralytics' predictor preprocessing of one BGR HWC uint8 image -> (1, 3, H, W) float32 RGB in [0, 1].
+
+    Uses Ultralytics' own ``LetterBox`` (fixed-size ONNX input: ``auto=False``, grey 114 padding, centred).
+    """
+    from ultralytics.data.augment import LetterBox
+
+    shape = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    img = LetterBox(shape, auto=False, stride=32)(image=image_bgr)
+    img = img[..., ::-1].transpose(2, 0, 1)[None]  # BGR HWC -> RGB CHW, batch 1
+    return np.ascontiguousarray(img, dtype=np.float32) / 255.0
+
+
+def _images_in(source: str | Path) -> list[Path]:
+    """Image files of one Ultralytics split entry: a folder (recursive), a .txt list of paths, or one image."""
+    p = Path(source)
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.suffix.lower() in IMG_SUFFIXES)
+    if p.is_file() and p.suffix == ".txt":
+        out = []
+        for line in p.read_text().splitlines():
+            line = line.strip()
+            if line:
+                f = Path(line) if Path(line).is_absolute() else p.parent / line.removeprefix("./")
+                out.append(f)
+        return sorted(out)
+    if p.is_file() and p.suffix.lower() in IMG_SUFFIXES:
+        return [p]
+    return []
+
+
+def resolve_dataset(data: str | Path) -> dict:
+    """Parse a dataset YAML with Ultralytics (absolute split paths, names); one-line KDError if it is unusable."""
+    if not Path(data).is_file():
+        raise KDError(f"dataset '{data}' not found: pass the path of a dataset YAML with train/val splits")
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        return check_det_dataset(str(data), autodownload=False)
+    except Exception as e:  # Ultralytics raises FileNotFoundError/SyntaxError/KeyError for broken YAMLs
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise KDError(f"dataset '{data}' is unusable ({msg}): fix the YAML's path/train/val entries") from e
+
+
+def split_images(dataset: dict, split: str) -> list[Path]:
+    """Sorted image files of ``dataset[split]`` (a path or a list of paths)."""
+    entry = dataset.get(split)
+    if not entry:
+        raise KDError(f"dataset has no '{split}' split: add a '{split}:' entry to the dataset YAML")
+    entries = entry if isinstance(entry, (list, tuple)) else [entry]
+    return sorted({f for e in entries for f in _images_in(e)})
+
+
+def calibration_files(data: str | Path, n: int, split: str = "train", eval_split: str = "val") -> tuple[list[Path], list[str]]:
+    """Pick ``n`` images, evenly spread and deterministic, from ``split``, never from ``eval_split``.
+
+    Returns (files, warnings). Asking for more images than the split holds uses them all, with a warning.
+    """
+    if n < 1:
+        raise KDError(f"--calib-images must be at least 1 (got {n}): pass e.g. --calib-images 256")
+    dataset = resolve_dataset(data)
+    files = split_images(dataset, split)
+    notes = []
+    if eval_split and eval_split != split and dataset.get(eval_split):
+        held_out = {f.resolve() for f in split_images(dataset, eval_split)}
+        kept = [f for f in files if f.resolve() not in held_out]
+        if len(kept) < len(files):
+            notes.append(f"{len(files) - len(kept)} '{split}' images are also in '{eval_split}': left out of calibration")
+        files = kept
+    if not files:
+        raise KDError(f"no calibration images in the '{split}' split of '{data}': point '{split}:' at a folder of images")
+    if n > len(files):
+        notes.append(f"asked for {n} calibration images but the '{split}' split has {len(files)}: using all {len(files)}")
+        n = len(files)
+    idx = np.unique(np.linspace(0, len(files) - 1, n).round().astype(int))
+    return [files[i] for i in idx], notes
+
+
+def load_calibration(files: Sequence[Path], imgsz: int) -> tuple[list[Path], list[str]]:
+    """Keep the files OpenCV can read; KDError if none can. Returns (readable files, warnings)."""
+    ok, bad = [], []
+    for f in files:
+        (ok if cv2.imread(str(f)) is not None else bad).append(Path(f))
+    if not ok:
+        raise KDError(f"none of the {len(files)} calibration images could be read (e.g. '{files[0]}'): check the train split's image files")
+    notes = [f"{len(bad)} unreadable calibration images skipped (e.g. '{bad[0]}')"] if bad else []
+    return ok, notes
+
+
+def make_reader(files: Sequence[Path], imgsz: int, input_name: str = "images"):
+    """An onnxruntime ``CalibrationDataReader`` that letterboxes ``files`` lazily, one (1, 3, H, W) batch at a time.
+
+    It supports ``set_range`` so calibration can run in strides (bounded memory for hundreds of 640 images).
+    """
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self.files, self.start, self.end = list(files), 0, len(files)
+            self.rewind()
+
+        def __len__(self):
+            return len(self.files)
+
+        def set_range(self, start_index: int, end_index: int):
+            self.start, self.end = start_index, end_index
+            self.rewind()
+
+        def rewind(self):
+            self.pos = self.start
+
+        def get_next(self):
+            while self.pos < self.end:
+                img = cv2.imread(str(self.files[self.pos]))
+                self.pos += 1
+                if img is not None:
+                    return {input_name: letterbox_tensor(img, imgsz)}
+            return None
+
+    return _Reader()
