@@ -16,7 +16,8 @@ from typing import Sequence
 import cv2
 
 from ..core.errors import KDError
-from ..deploy.latency import header, make_frame, markdown_table, parse_map_pairs, run_benchmark, write_report
+from ..data.synthetic import make_frame
+from ..deploy.latency import header, markdown_table, parse_map_pairs, run_benchmark, write_report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     maps = parse_map_pairs(args.map)
     print(f"timing {len(args.models)} model(s), batch 1, imgsz {args.imgsz}: {args.warmup} warm-up frames, then "
           f">= {args.min_runs} frames and >= {args.min_seconds:g} s each, round-robin...", file=sys.stderr)
-    report = run_benchmark(args.models, args.imgsz, args.threads, _frame(args), args.warmup, args.min_runs,
+    report = run_benchmark(args.models, _frame(args), args.imgsz, args.threads, args.warmup, args.min_runs,
                            args.min_seconds, args.chunk, args.conf, args.device, maps)
     paths = write_report(report, args.out)
     print(header(report) + "\n\n" + markdown_table(report["models"]) + "\n")

@@ -11,12 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import KDError
-from ..quantize.report import ModelRow, markdown_table, measure_all, ultralytics_int8
 from ..core.files import write_json_atomic
+from ..quantize.report import ModelRow, markdown_table, measure_all, ultralytics_int8
 from ..quantize.ptq import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
-
-LOGGER = logging.getLogger("yolo_kd")
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="export_int8", description="best.pt -> FP32 ONNX (Ultralytics exporter) + calibrated INT8 ONNX (onnxruntime static QDQ), "

@@ -18,12 +18,27 @@ from torch import nn
 from .errors import KDError
 
 
-def _missing_weights_message(path: Path, role: str) -> str:
+def _missing_weights_message(path: Path, role: str, fix: str) -> str:
     hint = f" ('{path.name}' looks like an official name: it cannot be downloaded on this machine)" if path.parent == Path(".") else ""
-    return (
-        f"{role} weights '{path}' not found{hint}: pass the local path of a trained .pt, "
-        f"or a model .yaml (e.g. yolo11n.yaml) to start from scratch"
-    )
+    return f"{role} weights '{path}' not found{hint}: {fix}"
+
+
+def checked_checkpoint_path(path: str | Path, role: str = "model",
+                            fix: str = "pass the local path of a trained .pt, or a model .yaml (e.g. yolo11n.yaml) to start from scratch") -> Path:
+    """``path`` as a Path once it is a non-empty, readable torch archive ending in ``.pt``; else one-line KDError.
+
+    ``fix`` completes the message of a missing file (what the user should pass instead).
+    """
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise KDError(f"{role} '{path}' is not a .pt checkpoint: pass a trained .pt file")
+    if not path.is_file():
+        raise KDError(_missing_weights_message(path, role, fix))
+    if path.stat().st_size == 0:
+        raise KDError(f"{role} checkpoint '{path}' is empty: re-run training or copy the file again")
+    if not zipfile.is_zipfile(path):
+        raise KDError(f"{role} checkpoint '{path}' is corrupt or truncated (not a torch archive): re-run training or copy it again")
+    return path
 
 
 def load_checkpoint_model(path: str | Path, role: str = "model") -> tuple[nn.Module, dict]:
@@ -39,15 +54,7 @@ def load_checkpoint_model(path: str | Path, role: str = "model") -> tuple[nn.Mod
     """
     from ultralytics.nn.tasks import _SafeLoad, load_checkpoint
 
-    path = Path(path)
-    if path.suffix != ".pt":
-        raise KDError(f"{role} '{path}' is not a .pt checkpoint: pass a trained .pt file")
-    if not path.is_file():
-        raise KDError(_missing_weights_message(path, role))
-    if path.stat().st_size == 0:
-        raise KDError(f"{role} checkpoint '{path}' is empty: re-run training or copy the file again")
-    if not zipfile.is_zipfile(path):
-        raise KDError(f"{role} checkpoint '{path}' is corrupt or truncated (not a torch archive): re-run training or copy it again")
+    path = checked_checkpoint_path(path, role)
     safe = _SafeLoad.SUPPORTED
     quiet = io.StringIO()
     try:
@@ -102,3 +109,22 @@ def check_detection_model(model: nn.Module, what: str) -> None:
     if detect_head(model) is None:
         task = getattr(model, "task", None) or type(model).__name__
         raise KDError(f"{what} is not a detection model (task: {task}): pass a YOLO detection checkpoint")
+
+
+def load_yolo(path: str | Path, role: str = "model", task: str = "detect", purpose: str = "this tool"):
+    """An ``ultralytics.YOLO`` of a trained checkpoint the user named (to export, validate or time it).
+
+    The file is checked first (:func:`checked_checkpoint_path`); a file Ultralytics cannot load, or a model of
+    another ``task``, raises one line naming the problem and the fix. ``purpose`` names what refuses other tasks.
+    """
+    path = checked_checkpoint_path(path, role, "pass the path of a trained best.pt (e.g. runs/detect/train/weights/best.pt)")
+    from ultralytics import YOLO
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yolo = YOLO(str(path))
+    except Exception as e:  # torch, pickle and Ultralytics raise many types for a bad checkpoint
+        raise KDError(f"{role} '{path}' could not be loaded ({type(e).__name__}): pass a checkpoint saved by Ultralytics") from e
+    if yolo.task != task:
+        raise KDError(f"{role} '{path}' is a '{yolo.task}' model: {purpose} supports {task} models only")
+    return yolo

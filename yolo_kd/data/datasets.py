@@ -1,10 +1,15 @@
-"""Dataset argument resolution: ``synthetic[:preset]`` names, local YAML files, and clear errors."""
+"""Dataset argument resolution and checks: ``synthetic[:preset]`` names, local YAML files parsed by Ultralytics' own
+``check_det_dataset``, their split images and label class ids, with one-line errors."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from pathlib import Path
 
 from ..core.errors import KDError
+from ..core.images import list_images
 from .synthetic import PRESETS, make_shapes_dataset
 
 #: where ``--data synthetic`` datasets are written (relative to the working directory)
@@ -34,55 +39,63 @@ def resolve_data(data: str | Path | None) -> str:
     return str(path)
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+def load_dataset_yaml(yaml_path: str | Path) -> dict:
+    """Parse a YOLO data YAML with Ultralytics' own ``check_det_dataset`` (never downloading), as training will.
+
+    Returns its dict: absolute ``train``/``val`` paths, ``names`` as ``{index: name}``, ``nc``. Its exceptions become
+    one :class:`KDError` line naming the problem and the fix.
+    """
+    from ultralytics.data.utils import check_det_dataset
+
+    yaml_path = Path(yaml_path)
+    if not yaml_path.is_file():
+        raise KDError(f"dataset YAML '{yaml_path}' not found (datasets cannot be downloaded here): pass a local data.yaml")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return check_det_dataset(str(yaml_path), autodownload=False)
+    except FileNotFoundError as e:  # Ultralytics checks that the val split exists
+        missing = re.search(r"missing path '([^']*)'", str(e))
+        where = f"dataset split path '{missing[1]}'" if missing else f"a split path of '{yaml_path}'"
+        raise KDError(f"{where} does not exist: fix 'path'/'train'/'val' in the data YAML") from e
+    except SyntaxError as e:  # a missing train/val/names key
+        raise KDError(f"dataset YAML '{yaml_path}' needs 'train', 'val' and 'names' keys (Ultralytics data format)") from e
+    except Exception as e:  # YAML syntax (ValueError), wrong key types (TypeError), ...
+        first = str(e).strip().splitlines()[0].rstrip(" :❌") if str(e).strip() else type(e).__name__
+        problem = "is not valid YAML" if first.startswith("YAML syntax error") else "is unusable"
+        raise KDError(f"dataset YAML '{yaml_path}' {problem} ({first}): fix the file") from e
 
 
-def _split_images(root: Path, entry) -> list[Path]:
-    """Image files of one split entry (a folder, a .txt list, or a list of those), resolved against ``root``."""
+def split_images(dataset: dict, split: str) -> list[Path]:
+    """Sorted image files of ``dataset[split]`` (one entry or a list: folders, ``.txt`` lists or images)."""
+    entry = dataset.get(split)
+    if not entry:
+        raise KDError(f"dataset has no '{split}' split: add a '{split}:' entry to the dataset YAML")
     entries = entry if isinstance(entry, (list, tuple)) else [entry]
-    images: list[Path] = []
     for e in entries:
-        p = Path(str(e))
-        p = p if p.is_absolute() else root / p
-        if p.is_dir():
-            images += [f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES]
-        elif p.suffix == ".txt" and p.is_file():
-            images += [Path(x.strip()) if Path(x.strip()).is_absolute() else p.parent / x.strip() for x in p.read_text().splitlines() if x.strip()]
-        else:
-            raise KDError(f"dataset split path '{p}' does not exist: fix 'path'/'train'/'val' in the data YAML")
-    return images
+        if not Path(e).exists():
+            raise KDError(f"dataset split path '{e}' does not exist: fix 'path'/'train'/'val' in the data YAML")
+    return sorted({f for e in entries for f in list_images(e)})
 
 
 def check_dataset(yaml_path: str | Path) -> dict:
-    """Check a YOLO data YAML before training: readable, has names, non-empty train/val, class ids in range.
+    """Check a YOLO data YAML before training: what :func:`load_dataset_yaml` checks, then non-empty train/val
+    splits and label class ids in range.
 
-    Returns the parsed YAML. Raises :class:`KDError` with one line naming the problem and the fix.
+    Ultralytics itself only warns about an out-of-range class id and drops that image from training, so this check
+    stays ours. Returns the parsed dict; raises :class:`KDError` with one line naming the problem and the fix.
     """
-    import yaml
+    from ultralytics.data.utils import img2label_paths
 
     yaml_path = Path(yaml_path)
-    try:
-        cfg = yaml.safe_load(yaml_path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise KDError(f"dataset YAML '{yaml_path}' is not valid YAML ({str(e).splitlines()[0]}): fix the file") from e
-    if not isinstance(cfg, dict) or "names" not in cfg or "train" not in cfg or "val" not in cfg:
-        raise KDError(f"dataset YAML '{yaml_path}' needs 'train', 'val' and 'names' keys (Ultralytics data format)")
-    names = cfg["names"]
-    nc = len(names)
+    cfg = load_dataset_yaml(yaml_path)
+    nc = len(cfg["names"])
     if nc == 0:
         raise KDError(f"dataset YAML '{yaml_path}' lists no class names: add 'names'")
-    root = Path(str(cfg.get("path") or yaml_path.parent))
-    if not root.is_absolute():  # Ultralytics resolves a relative 'path' against its datasets_dir setting
-        from ultralytics.utils import DATASETS_DIR
-
-        candidates = [DATASETS_DIR / root, yaml_path.parent / root, Path.cwd() / root]
-        root = next((c for c in candidates if c.exists()), candidates[0])
     for split in ("train", "val"):
-        images = _split_images(root, cfg[split])
+        images = split_images(cfg, split)
         if not images:
             raise KDError(f"dataset split '{split}' of '{yaml_path}' has no images: check the '{split}' path")
-        for img in images:
-            label = _label_path(img)
+        for label in map(Path, img2label_paths([str(f) for f in images])):
             if not label.is_file():
                 continue  # an image without labels is a background image
             for n, line in enumerate(label.read_text().splitlines(), 1):
@@ -93,12 +106,3 @@ def check_dataset(yaml_path: str | Path) -> dict:
                         "fix the label or the YAML 'names'"
                     )
     return cfg
-
-
-def _label_path(image: Path) -> Path:
-    """Ultralytics' convention: .../images/... -> .../labels/..., suffix .txt."""
-    parts = list(image.parts)
-    if "images" in parts:
-        i = len(parts) - 1 - parts[::-1].index("images")
-        parts[i] = "labels"
-    return Path(*parts).with_suffix(".txt")

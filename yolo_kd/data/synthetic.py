@@ -126,6 +126,12 @@ def render_image(spec: ShapesSpec, split: str, index: int) -> tuple[np.ndarray, 
     return img, np.array(labels, dtype=np.float64).reshape(-1, 5)
 
 
+def make_frame(width: int = 1280, height: int = 720) -> np.ndarray:
+    """A deterministic camera-like BGR frame (H, W, 3) of synthetic shapes, for timing without any download."""
+    image, _ = render_image(ShapesSpec(imgsz=max(width, height), n_classes=8, max_objects=8), "val", 0)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def class_names(n_classes: int) -> list[str]:
     """Class names of a dataset with ``n_classes`` classes (shape names, suffixed when repeated)."""
     return [SHAPES[i % len(SHAPES)] + (f"_{i // len(SHAPES)}" if i >= len(SHAPES) else "") for i in range(n_classes)]

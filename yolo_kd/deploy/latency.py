@@ -20,10 +20,11 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..core import tables
 from ..core.errors import KDError
-from ..core.files import atomic_path
+from ..core.files import atomic_path, write_json_atomic, write_text_atomic
+from ..core.timing import summarize, time_callable
 from .runtime import Detections, Detector, Letterbox, letterbox, postprocess_output, to_blob
-from ..core.timing import time_callable
 
 STAGES = ("pre", "infer", "post")
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul"}
@@ -38,16 +39,11 @@ class TorchModel:
     def __init__(self, path: str | Path, imgsz: int = 640, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
                  device: str | None = None):
         import torch
-        from ultralytics import YOLO
+
+        from ..core.checkpoints import load_yolo  # torch and Ultralytics: only when a .pt model is timed
 
         self.path = Path(path)
-        try:
-            yolo = YOLO(str(self.path))
-        except Exception as e:  # torch/pickle/ultralytics raise many types for a bad checkpoint
-            raise KDError(f"cannot load '{self.path}' as an Ultralytics checkpoint ({type(e).__name__}): "
-                          f"pass a .pt saved by Ultralytics training") from e
-        if yolo.task != "detect":
-            raise KDError(f"'{self.path.name}' is a '{yolo.task}' model: the benchmark times detection models")
+        yolo = load_yolo(self.path, "model", purpose="the latency benchmark")
         self.torch = torch
         self.device = torch.device(device or ("cuda:0" if torch.cuda.is_available() else "cpu"))
         self.model = yolo.model.fuse(verbose=False).eval().to(self.device)
@@ -123,14 +119,6 @@ def precision_of(path: Path) -> str:
     return "fp32"
 
 
-def make_frame(width: int = 1280, height: int = 720) -> np.ndarray:
-    """A deterministic camera-like BGR frame (H, W, 3) of synthetic shapes, for timing without any download."""
-    from ..data.synthetic import ShapesSpec, render_image
-
-    image, _ = render_image(ShapesSpec(imgsz=max(width, height), n_classes=8, max_objects=8), "val", 0)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-
-
 @dataclass
 class _Run:
     """One model's pipeline state and its per-stage samples (ms)."""
@@ -156,13 +144,6 @@ class _Run:
 
     def timed_seconds(self) -> float:
         return sum(map(sum, self.samples.values())) / 1e3
-
-
-def summarize(ms: Sequence[float]) -> dict[str, float]:
-    """median / p90 / min / mean (ms) and runs of samples, with the same definitions as ``time_callable``."""
-    a = np.asarray(ms, dtype=np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)), "min": float(a.min()),
-            "mean": float(a.mean()), "runs": int(a.size)}
 
 
 def benchmark(models: Sequence, image: np.ndarray, warmup: int = 10, min_runs: int = 100, min_seconds: float = 10.0,
@@ -274,16 +255,13 @@ def machine_info() -> dict:
 
 def markdown_table(results: list[dict]) -> str:
     """Markdown table: per-stage medians, total median / p90 / min, FPS, speed-up vs the first model, mAP."""
-    lines = ["| model | format | input | pre ms | infer ms | post ms | total ms median / p90 / min | FPS "
-             "| speed-up vs first | mAP50-95 |", "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"]
-    for r in results:
-        t = r["total"]
-        m = "" if r.get("map50_95") is None else f"{r['map50_95']:.3f}"
-        lines.append(f"| {r['name']} | {r['kind']} {r['precision']} | {r['input'][3]}x{r['input'][2]} "
-                     f"| {r['pre']['median']:.2f} | {r['infer']['median']:.2f} | {r['post']['median']:.2f} "
-                     f"| {t['median']:.2f} / {t['p90']:.2f} / {t['min']:.2f} | {r['fps']:.1f} "
-                     f"| {r['speedup']:.2f}x | {m} |")
-    return "\n".join(lines)
+    head = ["model", "format", "input", "pre ms", "infer ms", "post ms", "total ms median / p90 / min", "FPS",
+            "speed-up vs first", "mAP50-95"]
+    rows = [[r["name"], f"{r['kind']} {r['precision']}", f"{r['input'][3]}x{r['input'][2]}", f"{r['pre']['median']:.2f}",
+             f"{r['infer']['median']:.2f}", f"{r['post']['median']:.2f}",
+             f"{r['total']['median']:.2f} / {r['total']['p90']:.2f} / {r['total']['min']:.2f}", f"{r['fps']:.1f}",
+             f"{r['speedup']:.2f}x", "" if r.get("map50_95") is None else f"{r['map50_95']:.3f}"] for r in results]
+    return tables.markdown_table(head, rows, align="lllrrrrrrr")
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -329,13 +307,13 @@ def plot_latency_vs_map(results: list[dict], path: Path, subtitle: str = "") -> 
 
 
 # --- the whole benchmark --------------------------------------------------------------------------------------------
-def run_benchmark(paths: Sequence[str | Path], imgsz: int = 640, threads: int | None = None,
-                  image: np.ndarray | None = None, warmup: int = 10, min_runs: int = 100, min_seconds: float = 10.0,
-                  chunk: int = 10, conf: float = 0.25, device: str | None = None,
-                  maps: dict[str, float] | None = None) -> dict:
-    """Load and time every model on one frame; returns ``{"machine", "settings", "models": [result, ...]}``.
+def run_benchmark(paths: Sequence[str | Path], image: np.ndarray, imgsz: int = 640, threads: int | None = None,
+                  warmup: int = 10, min_runs: int = 100, min_seconds: float = 10.0, chunk: int = 10,
+                  conf: float = 0.25, device: str | None = None, maps: dict[str, float] | None = None) -> dict:
+    """Load and time every model on one BGR frame; returns ``{"machine", "settings", "models": [result, ...]}``.
 
-    ``image`` defaults to :func:`make_frame` (1280x720). Each result adds ``name``, ``path``, ``kind``,
+    ``image`` is any camera-like frame, e.g. :func:`yolo_kd.data.synthetic.make_frame` (what ``yolo-kd bench``
+    uses unless given ``--image``). Each result adds ``name``, ``path``, ``kind``,
     ``precision``, ``runtime``, ``latency_ratio`` / ``speedup`` relative to the first model and ``map50_95``.
     """
     if not paths:
@@ -345,7 +323,6 @@ def run_benchmark(paths: Sequence[str | Path], imgsz: int = 640, threads: int | 
     check_map_names(paths, maps or {})
     models = [load_model(p, imgsz, threads, conf, device) for p in paths]
     thread_info = set_threads(threads)
-    image = make_frame() if image is None else image
     results = benchmark(models, image, warmup, min_runs, min_seconds, chunk)
     names = [Path(p).name for p in paths]
     for r, m, p, name in zip(results, models, paths, names):
@@ -365,8 +342,6 @@ def run_benchmark(paths: Sequence[str | Path], imgsz: int = 640, threads: int | 
 
 def write_report(report: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write ``latency.json``, ``latency.md`` and (when any mAP is known) ``latency_vs_map.png`` atomically."""
-    from ..core.files import write_json_atomic, write_text_atomic
-
     out = Path(out_dir)
     paths = {"json": out / "latency.json", "md": out / "latency.md"}
     write_json_atomic(paths["json"], report)

@@ -18,7 +18,6 @@ graph (``nms=True`` exports and end-to-end heads, ``(1, K, 6)``)::
 from __future__ import annotations
 
 import ast
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -28,8 +27,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ..core.errors import KDError
-
-LOGGER = logging.getLogger("yolo_kd")
+from ..core.log import LOGGER
+from ..core.timing import onnx_session
 
 __all__ = ["Detections", "Detector", "Letterbox", "letterbox", "to_blob", "nms", "decode_raw", "decode_end2end",
            "scale_boxes", "postprocess_output"]
@@ -203,12 +202,8 @@ class Detector:
             raise KDError(f"'{path}' is a PyTorch checkpoint: export it first, e.g. yolo export model={path} format=onnx")
         if not (0 <= conf <= 1 and 0 <= iou <= 1):
             raise KDError(f"conf={conf}, iou={iou}: both thresholds must be between 0 and 1")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # keep onnxruntime warnings off the camera's stdout/stderr
-        if threads:
-            options.intra_op_num_threads, options.inter_op_num_threads = int(threads), 1
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=_providers(providers))
+        try:  # quiet session: onnxruntime's notices stay off the camera's stdout/stderr
+            self.session = onnx_session(path, threads, _providers(providers))
         except Exception as e:  # onnxruntime raises a family of pybind exceptions for bad files
             reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
             raise KDError(f"cannot load '{path}' as an ONNX model ({reason}): re-export it, "
@@ -267,7 +262,7 @@ class Detector:
         if any(v <= 0 for v in want):
             raise KDError(f"imgsz {want} must be positive: use e.g. imgsz=640")
         rounded = tuple(-(-v // self.stride) * self.stride for v in want)
-        if rounded != want:  # like Ultralytics' check_imgsz
+        if rounded != want:  # as Ultralytics' check_imgsz, which this torch-free module cannot import
             LOGGER.warning(f"imgsz {list(want)} must be a multiple of the model stride {self.stride}, updating to {list(rounded)}")
         return rounded
 

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 
 from ..core.errors import KDError
+from ..core.images import IMG_FORMATS, is_image, list_images
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 STREAM_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
 #: consecutive failed reads tolerated before a source is declared finished
@@ -166,13 +166,13 @@ def open_source(source: str | int, log: Log = log_stderr) -> FrameSource:
         return CaptureSource(text, "stream", text, log)
     path = Path(text).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(path, recursive=False)
         if not files:
-            raise KDError(f"folder '{path}' has no images ({', '.join(IMAGE_SUFFIXES)}): "
+            raise KDError(f"folder '{path}' has no images ({', '.join(sorted(IMG_FORMATS))}): "
                           f"pass a folder of images, a video file, a camera index or a stream URL")
         return ImageSource(files, str(path), log)
     if path.is_file():
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if is_image(path):
             return ImageSource([path], str(path), log)
         return CaptureSource(str(path), "video", str(path), log)
     raise KDError(f"source '{text}' not found: pass a camera index (0), a video file, an image folder "

@@ -2,7 +2,8 @@
 
 Every variant trains in its own subprocess (so a failure is contained and peak memory is per run)
 with identical data, epochs, image size, batch, augmentation and seeds; each final ``best.pt`` and
-the teacher are then validated on the same split. ``collect_runs`` reads finished run folders.
+the teacher are then validated on the same split. ``collect_run`` reads finished run folders; the summary table and
+plots are in :mod:`yolo_kd.evidence.report`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,19 @@ import numpy as np
 import yaml
 
 from ..core.errors import KDError
+from .report import markdown_table, plot, summarize  # noqa: F401 (the comparison's report, as in 0.1)
 
-#: ablation variants: one distillation term alone (the others at weight 0)
-ABLATIONS = {"kd-cls": {"box": 0, "feat": 0}, "kd-box": {"cls": 0, "feat": 0}, "kd-feat": {"cls": 0, "box": 0}}
+#: the distillation terms an ablation trains one at a time. This is the one place to read them from the distillation
+#: term registry (``yolo_kd.distill``) once it lists them: the ablation variants below all derive from it.
+ABLATION_TERMS = ("cls", "box", "feat")
+
+
+def ablations(terms: tuple[str, ...] = ABLATION_TERMS) -> dict[str, dict[str, float]]:
+    """Ablation variants: ``kd-<term>`` trains with that term alone (``kd_<other>=0`` for every other term)."""
+    return {f"kd-{t}": {other: 0 for other in terms if other != t} for t in terms}
+
+
+ABLATIONS = ablations()
 METRIC_KEYS = {"map50": "metrics/mAP50(B)", "map": "metrics/mAP50-95(B)"}
 
 
@@ -73,7 +84,7 @@ def plan_runs(
     """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds."""
     variants: list[tuple[str, dict]] = [("vanilla", {}), ("kd", {}), ("builtin", {})]
     if ablate:
-        variants += list(ABLATIONS.items())
+        variants += list(ablations().items())
     return [
         RunSpec(v, s, student, data, teacher if v != "vanilla" else None, project, dict(train_args), kd, kd_cfg)
         for s in seeds
@@ -157,10 +168,11 @@ def _curve(run_dir: Path) -> tuple[list[float], float]:
 
 def evaluate(weights: str | Path, data: str, imgsz: int, batch: int, device: str | None) -> dict[str, float]:
     """Validate ``weights`` on ``data``'s val split: mAP50, mAP50-95, params, GFLOPs."""
-    from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
-    model = YOLO(str(weights))
+    from ..core.checkpoints import load_yolo
+
+    model = load_yolo(weights, "model", purpose="the comparison")
     m = model.val(data=data, imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False, split="val")
     net = model.model
     return {
@@ -188,112 +200,6 @@ def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | 
     for k, v in evaluate(best, data, imgsz, batch, device).items():
         setattr(res, k, v)
     return res
-
-
-# ----- aggregation and report -----
-def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> list[dict[str, Any]]:
-    """Mean ± std over seeds per variant, delta vs vanilla and share of the teacher-student gap closed."""
-    rows = []
-    variants = list(dict.fromkeys(r.variant for r in results))
-    base_name = next((r.variant for r in results if r.kind == "vanilla"), None)
-    peer_name = next((r.variant for r in results if r.kind == "builtin"), None)
-    base, peer = {}, {}
-    for v in variants:
-        ok = [r for r in results if r.variant == v and r.status == "ok"]
-        failed = [r for r in results if r.variant == v and r.status != "ok"]
-        row: dict[str, Any] = {"run": v, "seeds": sorted(r.seed for r in ok), "failed": [f"seed {r.seed}: {r.error}" for r in failed]}
-        for k in ("map50", "map", "epoch_seconds", "peak_mem_gb"):
-            vals = np.array([getattr(r, k) for r in ok], dtype=float)
-            row[k] = float(vals.mean()) if len(vals) else float("nan")
-            row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-        row["params"] = ok[0].params if ok else 0
-        row["gflops"] = ok[0].gflops if ok else float("nan")
-        rows.append(row)
-        if v == base_name:
-            base = row
-        if v == peer_name:
-            peer = row
-    for row in rows:
-        row["delta_map"] = row["map"] - base.get("map", float("nan"))
-        row["time_vs_vanilla"] = row["epoch_seconds"] / base.get("epoch_seconds", float("nan"))
-        row["time_vs_builtin"] = row["epoch_seconds"] / peer.get("epoch_seconds", float("nan"))
-        gap = (teacher or {}).get("map", float("nan")) - base.get("map", float("nan"))
-        row["gap_closed"] = row["delta_map"] / gap if gap and gap > 0 else float("nan")
-    return rows
-
-
-def _ratio(x: float) -> str:
-    return "" if np.isnan(x) else f"{x:.2f}"
-
-
-def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None) -> str:
-    """The comparison as a markdown table (mAP in points, i.e. x100)."""
-    head = "| run | seeds | mAP50 | mAP50-95 | Δ vs vanilla | gap closed | params | GFLOPs | s/epoch | ×vanilla time | ×builtin time | peak mem GB |\n"
-    head += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-    lines = []
-    for r in rows:
-        if not r["seeds"]:
-            lines.append(f"| {r['run']} | failed | {'; '.join(r['failed'])} | | | | | | | | | |")
-            continue
-        note = f" ({len(r['failed'])} failed)" if r["failed"] else ""
-        gap = "" if np.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
-        lines.append(
-            f"| {r['run']} | {len(r['seeds'])}{note} | {100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f} | "
-            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f} | {100 * r['delta_map']:+.1f} | "
-            f"{gap} | {r['params'] / 1e6:.2f}M | {r['gflops']:.2f} | "
-            f"{r['epoch_seconds']:.1f} | {r['time_vs_vanilla']:.2f} | {_ratio(r['time_vs_builtin'])} | {r['peak_mem_gb']:.2f} |"
-        )
-    if teacher:
-        lines.append(
-            f"| teacher | – | {100 * teacher['map50']:.1f} | {100 * teacher['map']:.1f} | | | {teacher['params'] / 1e6:.2f}M | {teacher['gflops']:.2f} | | | | |"
-        )
-    return head + "\n".join(lines) + "\n"
-
-
-def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str, float] | None, out_dir: Path) -> list[Path]:
-    """mAP50-95 per epoch (mean with min-max band over seeds) and final mAP bars with std error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..core.files import atomic_path
-
-    paths = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for v in dict.fromkeys(r.variant for r in results):
-        curves = [r.curve for r in results if r.variant == v and r.status == "ok" and r.curve]
-        if not curves:
-            continue
-        n = min(map(len, curves))
-        c = 100 * np.array([cv[:n] for cv in curves])
-        x = np.arange(1, n + 1)
-        ax.plot(x, c.mean(0), label=v, lw=2)
-        ax.fill_between(x, c.min(0), c.max(0), alpha=0.2)
-    if teacher:
-        ax.axhline(100 * teacher["map"], color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="epoch", ylabel="mAP50-95 (val, EMA)", title="Validation mAP50-95 per epoch (band: min-max over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    with atomic_path(out_dir / "map_per_epoch.png") as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    paths.append(out_dir / "map_per_epoch.png")
-    plt.close(fig)
-
-    ok = [r for r in rows if r["seeds"]]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    names = [r["run"] for r in ok] + (["teacher"] if teacher else [])
-    means = [100 * r["map"] for r in ok] + ([100 * teacher["map"]] if teacher else [])
-    stds = [100 * r["map_std"] for r in ok] + ([0.0] if teacher else [])
-    ax.bar(names, means, yerr=stds, capsize=5, color=["#888" if n in ("vanilla", "teacher") else "#3a7" for n in names])
-    for i, m in enumerate(means):
-        ax.text(i, m + 0.5, f"{m:.1f}", ha="center")
-    ax.set(ylabel="final mAP50-95 (best.pt)", title="Final mAP50-95, mean ± std over seeds")
-    with atomic_path(out_dir / "final_map.png") as tmp:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    paths.append(out_dir / "final_map.png")
-    plt.close(fig)
-    return paths
 
 
 def check_inputs(student: str, teacher: str | None, data: str) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core import tables
 from ..core.files import write_json_atomic, write_text_atomic
 
 
@@ -140,11 +141,9 @@ def _summary(cmp, pr, ex, lat, kd_best, pruned, fp32, int8, teacher) -> dict[str
 
 def _summary_table(summary: dict[str, Any]) -> str:
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-    lines = ["| stage | mAP50-95 | params | GFLOPs | latency ms | size MB | model |", "|---|---|---|---|---|---|---|"]
-    for r in summary["rows"]:
-        params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else ""
-        lines.append(f"| {r['stage']} | {fmt(r.get('map'), '.1f')} | {params} | {fmt(r.get('gflops'), '.2f')} | "
-                     f"{fmt(r.get('latency_ms'), '.1f')} | {fmt(r.get('size_mb'), '.1f')} | {r['model']} |")
+    rows = [[r["stage"], fmt(r.get("map"), ".1f"), f"{r['params'] / 1e6:.2f}M" if r.get("params") else "",
+             fmt(r.get("gflops"), ".2f"), fmt(r.get("latency_ms"), ".1f"), fmt(r.get("size_mb"), ".1f"), r["model"]]
+            for r in summary["rows"]]
+    table = tables.markdown_table(["stage", "mAP50-95", "params", "GFLOPs", "latency ms", "size MB", "model"], rows)
     secs = summary.get("stage_seconds", {})
-    lines.append(f"\nstage times (s): " + ", ".join(f"{k.split(' ', 1)[1]}: {v:.0f}" for k, v in secs.items()))
-    return "\n".join(lines) + "\n"
+    return table + "\n\nstage times (s): " + ", ".join(f"{k.split(' ', 1)[1]}: {v:.0f}" for k, v in secs.items()) + "\n"

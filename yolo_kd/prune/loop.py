@@ -8,35 +8,21 @@ latencies of all models are measured at the end, interleaved round by round, so 
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.checkpoints import load_checkpoint_model, load_yolo
 from ..core.errors import KDError
-from ..core.files import atomic_path, write_json_atomic, write_text_atomic
-from .pruner import IMPORTANCES, check_prunable, count_params, model_gflops, prune_model, save_pruned_checkpoint
+from ..core.files import write_json_atomic, write_text_atomic
+from .pruner import check_prunable, check_prune_args, count_params, model_gflops, prune_model, save_pruned_checkpoint
+from .report import StepResult, markdown_table, measure_latencies, plot_map_vs_gflops
 
 #: fine-tuning settings that differ from Ultralytics' defaults (any can be overridden): no warm-up, because the
 #: pruned model is already trained and a warm-up's high bias learning rate undoes what pruning kept
 FINETUNE_DEFAULTS = {"warmup_epochs": 0}
 
 __all__ = ["StepResult", "PruneResult", "prune_iteratively", "markdown_table", "plot_map_vs_gflops"]
-
-
-@dataclass
-class StepResult:
-    """One row of the report; step 0 is the unpruned model. mAPs are fractions (0-1), latencies ms by imgsz."""
-
-    step: int
-    target_flops: float  # fraction of the original GFLOPs this step aimed at
-    params: int
-    gflops: float  # at `flops_imgsz`, as Ultralytics' model.info() counts them
-    map_pruned: float | None  # mAP50-95 right after pruning (None for step 0)
-    map_finetuned: float  # mAP50-95 of the step's best.pt (step 0: the unpruned model)
-    weights: str
-    pruned_weights: str | None = None
-    latency_ms: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -55,122 +41,21 @@ class PruneResult:
 
 def _val_map(weights: str | Path, data: str, imgsz: int, batch: int, device: Any, save_dir: Path) -> float:
     """mAP50-95 of a checkpoint on the dataset's val split (stock Ultralytics validator)."""
-    from ultralytics import YOLO
-
-    metrics = YOLO(str(weights)).val(
+    metrics = load_yolo(weights, "model").val(
         data=data, imgsz=imgsz, batch=batch, device=device, workers=0, plots=False, verbose=False,
         project=str(save_dir), name="val", exist_ok=True,
     )
     return float(metrics.box.map)
 
 
-def _export_onnx(weights: Path, imgsz: int) -> Path:
-    """FP32 ONNX export of ``weights`` at a fixed ``imgsz`` to ``<stem>_<imgsz>.onnx`` beside it."""
-    from ultralytics import YOLO
-
-    target = weights.with_name(f"{weights.stem}_{imgsz}.onnx")
-    out = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=False, verbose=False))
-    with atomic_path(target) as tmp:
-        shutil.copyfile(out, tmp)
-    out.unlink(missing_ok=True)
-    return target
-
-
-def onnx_latencies(paths: Sequence[Path], imgsz: int, threads: int = 2, seconds: float = 6.0, rounds: int = 3) -> list[float]:
-    """Median batch-1 FP32 CPU latency (ms) of each ONNX model in onnxruntime with ``threads`` intra-op threads.
-
-    Models take turns in ``rounds`` slices of ``seconds / rounds`` each, so a busy neighbour on a shared CPU slows
-    all of them alike; each model's result is the median of its slices' medians.
-    """
-    import numpy as np
-    import onnxruntime as ort
-
-    from ..core.timing import time_callable
-
-    def session(path: Path):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
-        so.log_severity_level = 3
-        return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    calls = [(lambda s=session(p): s.run(None, {s.get_inputs()[0].name: x})) for p in paths]
-    medians: list[list[float]] = [[] for _ in paths]
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            medians[i].append(time_callable(call, warmup=3, min_runs=5, min_seconds=seconds / rounds)["median"])
-    return [float(np.median(m)) for m in medians]
-
-
-def markdown_table(steps: Sequence[StepResult], control: StepResult | None = None) -> str:
-    """Markdown table: params, GFLOPs, mAP50-95 before/after fine-tuning, ONNX latency (and ratios to step 0).
-
-    ``control`` (the unpruned model fine-tuned with the same epochs) is appended as a last row if given.
-    """
-    base = steps[0]
-    sizes = sorted({s for r in steps for s in r.latency_ms})
-    head = ["step", "params", "GFLOPs", "GFLOPs ratio", "mAP50-95 pruned", "mAP50-95 fine-tuned"]
-    head += [f"ONNX ms @{s} (ratio)" for s in sizes]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in [*steps, *([control] if control else [])]:
-        cells = [
-            "0 (unpruned)" if r.step == 0 else "unpruned + same fine-tuning" if r.step < 0 else str(r.step),
-            f"{r.params / 1e6:.3f}M",
-            f"{r.gflops:.2f}",
-            f"{r.gflops / base.gflops:.2f}",
-            "-" if r.map_pruned is None else f"{100 * r.map_pruned:.1f}",
-            f"{100 * r.map_finetuned:.1f}",
-        ]
-        for s in sizes:
-            ms, b = r.latency_ms.get(s), base.latency_ms.get(s)
-            cells.append("-" if ms is None else f"{ms:.1f} ({ms / b:.2f}x)" if b else f"{ms:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def plot_map_vs_gflops(steps: Sequence[StepResult], path: Path, control: StepResult | None = None) -> Path:
-    """PNG of mAP50-95 (%) against GFLOPs: after pruning (hollow) and after fine-tuning (filled), one point per step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    g = [r.gflops for r in steps]
-    ax.plot(g, [100 * r.map_finetuned for r in steps], "o-", label="fine-tuned (best.pt of each step)")
-    pr = [(r.gflops, 100 * r.map_pruned) for r in steps if r.map_pruned is not None]
-    if pr:
-        ax.plot(*zip(*pr), "o", mfc="none", label="right after pruning")
-    if control:
-        ax.plot([control.gflops], [100 * control.map_finetuned], "*", ms=12, label="unpruned + same fine-tuning")
-    for r in steps:
-        ax.annotate(str(r.step), (r.gflops, 100 * r.map_finetuned), textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel("GFLOPs")
-    ax.set_ylabel("mAP50-95 (%)")
-    ax.set_title("Pruning steps: accuracy vs compute")
-    ax.invert_xaxis()
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
-
-
-def _check_args(target_flops: float, steps: int, epochs_per_step: int, importance: str, round_to: int) -> None:
-    if not 0.0 < target_flops < 1.0:
-        raise KDError(
-            f"--target-flops {target_flops} is out of range: pass the fraction of GFLOPs to keep, between 0 and 1 (0.5 halves them)"
-        )
+def _check_loop_args(steps: int, epochs_per_step: int, final_epochs: int | None) -> None:
+    """The loop's own settings (the pruning settings are :func:`check_prune_args`')."""
     if not isinstance(steps, int) or steps < 1:
         raise KDError(f"--steps {steps} is invalid: pass 1 or more pruning steps (e.g. 4)")
     if not isinstance(epochs_per_step, int) or epochs_per_step < 0:
         raise KDError(f"--epochs-per-step {epochs_per_step} is invalid: pass 0 (no fine-tuning) or more epochs")
-    if importance not in IMPORTANCES:
-        raise KDError(f"unknown --importance '{importance}': choose one of {', '.join(IMPORTANCES)}")
-    if not isinstance(round_to, int) or round_to < 1:
-        raise KDError(f"--round-to {round_to} is invalid: pass a positive integer such as 8 (1 disables rounding)")
+    if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 0):
+        raise KDError(f"--final-epochs {final_epochs} is invalid: pass 0 or more epochs for the last step's fine-tuning")
 
 
 def prune_iteratively(
@@ -226,12 +111,10 @@ def prune_iteratively(
         :class:`PruneResult`; ``best`` loads in stock ``ultralytics.YOLO``.
     """
     from ..api import train
-    from ..core.checkpoints import load_checkpoint_model
     from ..data.datasets import resolve_data
 
-    _check_args(target_flops, steps, epochs_per_step, importance, round_to)
-    if final_epochs is not None and (not isinstance(final_epochs, int) or final_epochs < 0):
-        raise KDError(f"--final-epochs {final_epochs} is invalid: pass 0 or more epochs for the last step's fine-tuning")
+    check_prune_args(target_flops, None, round_to, importance)
+    _check_loop_args(steps, epochs_per_step, final_epochs)
     if not distill and teacher:
         raise KDError("--teacher and --no-distill contradict each other: drop one of them")
     for role, path in (("model", model_path), ("teacher", teacher)):
@@ -291,7 +174,7 @@ def prune_iteratively(
     final = save_dir / "weights" / "best.pt"
     save_pruned_checkpoint(current, final, train_args, {"step": final_step, "source": str(model_path),
                                                         "target_flops": target_flops, "importance": importance})
-    _measure_latencies(rows, save_dir, sizes, threads, latency_seconds)
+    measure_latencies(rows, save_dir, sizes, threads, latency_seconds)
     table = markdown_table(rows, ctrl)
     json_path = save_dir / "prune_results.json"
     write_json_atomic(json_path, {
@@ -306,19 +189,3 @@ def prune_iteratively(
     return PruneResult(rows, final, save_dir, json_path, png, table, stopped, ctrl)
 
 
-def _measure_latencies(rows: list[StepResult], save_dir: Path, sizes: Sequence[int], threads: int, seconds: float) -> None:
-    """Export every row's checkpoint to FP32 ONNX at each size and time them side by side (fills ``latency_ms``)."""
-    paths = [_copy_baseline(Path(rows[0].weights), save_dir)] + [Path(r.weights) for r in rows[1:]]
-    for s in sizes:
-        onnx = [_export_onnx(p, s) for p in paths]
-        for r, ms in zip(rows, onnx_latencies(onnx, s, threads, seconds)):
-            r.latency_ms[s] = ms
-
-
-def _copy_baseline(path: Path, save_dir: Path) -> Path:
-    """Copy the unpruned checkpoint into the run folder so its ONNX export lands there, not beside the user's file."""
-    dst = save_dir / "unpruned" / "unpruned.pt"
-    if not dst.exists():
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(path, tmp)
-    return dst

@@ -1,4 +1,4 @@
-"""Structured channel pruning of Ultralytics YOLO11 / YOLOv8 detection models with torch-pruning's dependency graph.
+"""Structured channel pruning of Ultralytics YOLO11 / YOLOv8 detection models on torch-pruning's MetaPruner (:mod:`.plan`).
 
 What is pruned: every group of coupled conv channels in the backbone, neck and the hidden layers of the Detect head
 (convs, their BatchNorms, depthwise convs, residual adds, concatenations, SPPF, the C2f/C3k2 halves in lock-step).
@@ -16,18 +16,16 @@ The result uses only stock Ultralytics classes, so it saves, reloads, trains, va
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import math
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
 
 from ..core.errors import KDError
 from ..core.files import atomic_path
-from .blocks import SplitCSP, merge_blocks, split_blocks
+from .plan import IMPORTANCES, PruningPlan, eval_mode, kept_channels, split_wrapped
 
 __all__ = [
     "PruningPlan",
@@ -35,21 +33,13 @@ __all__ = [
     "save_pruned_checkpoint",
     "IMPORTANCES",
     "check_prunable",
+    "check_prune_args",
     "count_params",
     "model_gflops",
     "ignored_modules",
     "prune_by_ratio",
     "prune_model",
 ]
-
-#: name -> factory of a torch-pruning importance criterion
-IMPORTANCES = {
-    "l1": lambda tp: tp.importance.MagnitudeImportance(p=1),
-    "l2": lambda tp: tp.importance.MagnitudeImportance(p=2),
-    "bn": lambda tp: tp.importance.BNScaleImportance(),  # network slimming: |BN gamma|, summed over the group
-    "lamp": lambda tp: tp.importance.LAMPImportance(p=2),
-    "fpgm": lambda tp: tp.importance.FPGMImportance(p=2),
-}
 
 #: blocks that split or chunk feature maps in ways this module does not rewrite (YOLOv9/v10 families)
 _UNSUPPORTED = {"ADown", "RepNCSPELAN4", "ELAN1", "C2fAttn", "PSA", "C2", "CBLinear", "CBFuse", "RepConv", "ImagePoolingAttn"}
@@ -86,7 +76,7 @@ def model_gflops(model: nn.Module, imgsz: int = 640) -> float:
         import torch_pruning as tp
 
         p = next(model.parameters())
-        with _eval_mode(model):
+        with eval_mode(model):
             macs, _ = tp.utils.count_ops_and_params(model, torch.zeros(1, 3, imgsz, imgsz, device=p.device, dtype=p.dtype))
         flops = 2 * macs / 1e9
     return float(flops)
@@ -120,148 +110,19 @@ def ignored_modules(model: nn.Module, ignore: Iterable[int | str | nn.Module] = 
     return out
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
-
-
-@contextlib.contextmanager
-def _traceable(model: nn.Module) -> Iterator[None]:
-    """Eval mode, every parameter requiring grad and the split halves coupled, for graph tracing only."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    splits = [m for m in model.modules() if isinstance(m, SplitCSP)]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(True)
-        for m in splits:
-            m.couple = True
-        with _eval_mode(model), torch.enable_grad():
-            yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        for m in splits:
-            m.couple = False
-
-
-def _check_args(ratio: float | None = None, round_to: int = 8, importance: str = "l2") -> None:
+def check_prune_args(target_flops: float | None = None, ratio: float | None = None, round_to: int = 8,
+                     importance: str = "l2") -> None:
+    """The one check of the pruning settings (library and ``yolo-kd prune``): one KDError line per bad value."""
+    if target_flops is not None and not 0.0 < target_flops < 1.0:
+        raise KDError(
+            f"--target-flops {target_flops} is out of range: pass the fraction of GFLOPs to keep, between 0 and 1 (0.5 halves them)"
+        )
     if ratio is not None and not 0.0 <= ratio < 1.0:
         raise KDError(f"channel pruning ratio {ratio} is out of range: pass a value in [0, 1)")
     if not isinstance(round_to, int) or round_to < 1:
         raise KDError(f"--round-to {round_to} is invalid: pass a positive integer such as 8 (1 disables rounding)")
     if importance not in IMPORTANCES:
-        raise KDError(f"unknown importance '{importance}': choose one of {', '.join(IMPORTANCES)}")
-
-
-def kept_channels(c: int, ratio: float, round_to: int = 8) -> int:
-    """Channels a group of ``c`` keeps at ``ratio``: ``c * (1 - ratio)`` rounded to the nearest multiple of
-    ``round_to``, at least ``round_to`` and at most ``c`` (groups of ``round_to`` channels or fewer are kept whole)."""
-    if c <= round_to:
-        return c
-    kept = int(math.floor(c * (1.0 - ratio) / round_to + 0.5)) * round_to
-    return min(c, max(round_to, kept))
-
-
-class PruningPlan:
-    """Torch-pruning's dependency graph of a model whose split blocks are wrapped (:func:`split_blocks`).
-
-    Lists the prunable groups (coupled output channels of convs, with every conv/BN/concat they touch), scores each
-    channel once with the chosen importance, predicts conv FLOPs for any ratio without touching the model, and
-    finally prunes the model in place (:meth:`apply`).
-    """
-
-    def __init__(self, model: nn.Module, importance: str, round_to: int, ignored: Sequence[nn.Module], trace_imgsz: int = 64):
-        import torch_pruning as tp
-
-        self.model, self.round_to, self.trace_imgsz = model, round_to, trace_imgsz
-        p = next(model.parameters())
-        x = torch.zeros(1, 3, trace_imgsz, trace_imgsz, device=p.device, dtype=p.dtype)
-        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-        self.hw = _conv_output_areas(model, x, convs)  # conv -> H*W of its output at trace_imgsz
-        with _traceable(model):
-            self.dg = tp.DependencyGraph().build_dependency(model, example_inputs=x)
-        skip = {s for m in ignored for s in m.modules()}
-        for sp in (m for m in model.modules() if isinstance(m, SplitCSP)):  # ignoring one half ignores both
-            if sp.cv0.conv in skip or sp.cv1.conv in skip:
-                skip |= set(sp.cv0.modules()) | set(sp.cv1.modules())
-        skip = list(skip)
-        scorer = IMPORTANCES[importance](tp)
-        self.groups: list[dict] = []
-        for group in self.dg.get_all_groups(ignored_layers=skip, root_module_types=[nn.Conv2d]):
-            root = group[0].dep.target.module
-            c = self.dg.get_out_channels(root)
-            if c is None or c <= round_to:
-                continue
-            scores = scorer(group)
-            if scores is None:
-                continue
-            outs, ins = {}, {}
-            for dep, idxs in group:
-                m = dep.target.module
-                if isinstance(m, nn.Conv2d):
-                    if self.dg.is_out_channel_pruning_fn(dep.handler):
-                        outs[m] = 1.0
-                    elif self.dg.is_in_channel_pruning_fn(dep.handler):
-                        ins[m] = len(idxs) / c  # input channels lost per channel of this group (1 through a concat)
-            self.groups.append(dict(root=root, channels=c, scores=scores.cpu(), outs=outs, ins=ins))
-        self._shape = {m: (m.out_channels, m.in_channels, m.groups, m.kernel_size[0] * m.kernel_size[1]) for m in convs}
-
-    def removed(self, ratio: float) -> list[int]:
-        """Channels each group loses at a uniform ``ratio`` (see :func:`kept_channels`)."""
-        return [g["channels"] - kept_channels(g["channels"], ratio, self.round_to) for g in self.groups]
-
-    def conv_macs(self, removed: Sequence[int], imgsz: int | None = None) -> float:
-        """Multiply-accumulates of all convs once each group lost ``removed[i]`` channels, for an ``imgsz`` image."""
-        lost_out, lost_in = dict.fromkeys(self._shape, 0.0), dict.fromkeys(self._shape, 0.0)
-        for g, n in zip(self.groups, removed):
-            for m in g["outs"]:
-                lost_out[m] += n
-            for m, f in g["ins"].items():
-                lost_in[m] += n * f
-        macs = 0.0
-        for m, (co, ci, groups, k2) in self._shape.items():
-            depthwise = groups > 1 and groups == ci == co
-            per_out = k2 if depthwise else (ci - lost_in[m]) / groups * k2
-            macs += (co - lost_out[m]) * per_out * self.hw.get(m, 0)
-        return macs * ((imgsz or self.trace_imgsz) / self.trace_imgsz) ** 2
-
-    def apply(self, removed: Sequence[int]) -> None:
-        """Prune in place: group ``i`` drops its ``removed[i]`` least important channels."""
-        for g, n in zip(self.groups, removed):
-            if n > 0:
-                idxs = torch.argsort(g["scores"])[:n].tolist()
-                fn = self.dg.get_pruner_of_module(g["root"]).prune_out_channels
-                group = self.dg.get_pruning_group(g["root"], fn, idxs)
-                if self.dg.check_pruning_group(group):
-                    group.prune()
-
-
-def _conv_output_areas(model: nn.Module, x: torch.Tensor, convs: list[nn.Conv2d]) -> dict[nn.Module, int]:
-    """H*W of each conv's output for input ``x`` (one no-grad forward with hooks)."""
-    areas: dict[nn.Module, int] = {}
-    hooks = [c.register_forward_hook(lambda m, i, o: areas.__setitem__(m, o.shape[-1] * o.shape[-2])) for c in convs]
-    try:
-        with torch.no_grad(), _eval_mode(model):
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return areas
-
-
-@contextlib.contextmanager
-def _split(model: nn.Module) -> Iterator[nn.Module]:
-    """Wrap the split blocks for the duration of the block, folding them back to stock afterwards (even on error)."""
-    split_blocks(model)
-    try:
-        yield model
-    finally:
-        merge_blocks(model)
+        raise KDError(f"unknown --importance '{importance}': choose one of {', '.join(IMPORTANCES)}")
 
 
 def prune_by_ratio(
@@ -284,10 +145,10 @@ def prune_by_ratio(
     Returns:
         ``model`` itself, pruned, made of stock Ultralytics modules only.
     """
-    _check_args(ratio, round_to, importance)
+    check_prune_args(None, ratio, round_to, importance)
     ignored_modules(model, ignore)  # validate before touching the model
     if ratio > 0:
-        with _split(model):
+        with split_wrapped(model):
             plan = PruningPlan(model, importance, round_to, ignored_modules(model, ignore), trace_imgsz)
             plan.apply(plan.removed(ratio))
     return model
@@ -320,18 +181,14 @@ def prune_model(
         The pruned copy (stock modules): the largest found at or under the target or, if the target is out of reach
         (e.g. too many layers ignored), the copy pruned at ``max_ratio``; :func:`model_gflops` tells which.
     """
-    if not 0.0 < target_flops < 1.0:
-        raise KDError(
-            f"target FLOPs {target_flops} is out of range: pass the fraction of GFLOPs to keep, between 0 and 1 (0.5 halves them)"
-        )
-    _check_args(None, round_to, importance)
+    check_prune_args(target_flops, None, round_to, importance)
     ignored_modules(model, ignore)  # validate
     base = model_gflops(model, imgsz)
     goal = target_flops * base
     lo = 0.0
     for _ in range(3):  # almost always once; again only if the measured FLOPs miss the goal
         out = copy.deepcopy(model)
-        with _split(out):
+        with split_wrapped(out):
             plan = PruningPlan(out, importance, round_to, ignored_modules(out, ignore), trace_imgsz)
             other = base - 2e-9 * plan.conv_macs(plan.removed(0.0), imgsz)  # attention, DFL, ...: kept whole
 

@@ -13,22 +13,23 @@ from __future__ import annotations
 import importlib
 import warnings
 
-#: 0.1 name -> module that holds it now
+#: 0.1 name -> (module that holds it now, its name there)
 _OLD_NAMES = {
-    name: "yolo_kd.quantize.ptq"
-    for name in ("METHODS", "QuantSettings", "ExportResult", "quantize_onnx", "load_detector", "export_fp32",
-                 "stride_multiple", "export_int8", "LOGGER")
-} | {
-    name: "yolo_kd.quantize.calibration"
-    for name in ("letterbox_tensor", "resolve_dataset", "split_images", "calibration_files", "load_calibration",
-                 "make_reader", "IMG_SUFFIXES")
-} | {name: "yolo_kd.quantize.onnx_graph" for name in ("FLOAT_GROUPS", "float_node_groups", "parse_keep_float", "kernel_share")}
+    **{n: ("yolo_kd.quantize.ptq", n) for n in ("METHODS", "QuantSettings", "ExportResult", "quantize_onnx", "export_fp32",
+                                                "stride_multiple", "export_int8")},
+    **{n: ("yolo_kd.quantize.calibration", n) for n in ("letterbox_tensor", "calibration_files", "load_calibration", "make_reader")},
+    **{n: ("yolo_kd.quantize.onnx_graph", n) for n in ("FLOAT_GROUPS", "float_node_groups", "parse_keep_float", "kernel_share")},
+    "resolve_dataset": ("yolo_kd.data.datasets", "load_dataset_yaml"),
+    "split_images": ("yolo_kd.data.datasets", "split_images"),
+    "load_detector": ("yolo_kd.core.checkpoints", "load_yolo"),
+    "LOGGER": ("yolo_kd.core.log", "LOGGER"),
+}
 
 
 def __getattr__(name: str):
     if name in _OLD_NAMES:
-        new = _OLD_NAMES[name]
-        warnings.warn(f"'yolo_kd.quantize.{name}' moved to '{new}.{name}'; the old path goes away in the next release",
+        module, new = _OLD_NAMES[name]
+        warnings.warn(f"'yolo_kd.quantize.{name}' moved to '{module}.{new}'; the old path goes away in the next release",
                       DeprecationWarning, stacklevel=2)
-        return getattr(importlib.import_module(new), name)
+        return getattr(importlib.import_module(module), new)
     raise AttributeError(f"module 'yolo_kd.quantize' has no attribute '{name}'")

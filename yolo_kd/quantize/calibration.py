@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import KDError
-
-IMG_SUFFIXES = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm", ".heic"}
+from ..data.datasets import load_dataset_yaml, split_images
 
 
 def letterbox_tensor(image_bgr: np.ndarray, imgsz: int | tuple[int, int]) -> np.ndarray:
@@ -27,46 +26,6 @@ def letterbox_tensor(image_bgr: np.ndarray, imgsz: int | tuple[int, int]) -> np.
     return np.ascontiguousarray(img, dtype=np.float32) / 255.0
 
 
-def _images_in(source: str | Path) -> list[Path]:
-    """Image files of one Ultralytics split entry: a folder (recursive), a .txt list of paths, or one image."""
-    p = Path(source)
-    if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.suffix.lower() in IMG_SUFFIXES)
-    if p.is_file() and p.suffix == ".txt":
-        out = []
-        for line in p.read_text().splitlines():
-            line = line.strip()
-            if line:
-                f = Path(line) if Path(line).is_absolute() else p.parent / line.removeprefix("./")
-                out.append(f)
-        return sorted(out)
-    if p.is_file() and p.suffix.lower() in IMG_SUFFIXES:
-        return [p]
-    return []
-
-
-def resolve_dataset(data: str | Path) -> dict:
-    """Parse a dataset YAML with Ultralytics (absolute split paths, names); one-line KDError if it is unusable."""
-    if not Path(data).is_file():
-        raise KDError(f"dataset '{data}' not found: pass the path of a dataset YAML with train/val splits")
-    from ultralytics.data.utils import check_det_dataset
-
-    try:
-        return check_det_dataset(str(data), autodownload=False)
-    except Exception as e:  # Ultralytics raises FileNotFoundError/SyntaxError/KeyError for broken YAMLs
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KDError(f"dataset '{data}' is unusable ({msg}): fix the YAML's path/train/val entries") from e
-
-
-def split_images(dataset: dict, split: str) -> list[Path]:
-    """Sorted image files of ``dataset[split]`` (a path or a list of paths)."""
-    entry = dataset.get(split)
-    if not entry:
-        raise KDError(f"dataset has no '{split}' split: add a '{split}:' entry to the dataset YAML")
-    entries = entry if isinstance(entry, (list, tuple)) else [entry]
-    return sorted({f for e in entries for f in _images_in(e)})
-
-
 def calibration_files(data: str | Path, n: int, split: str = "train", eval_split: str = "val") -> tuple[list[Path], list[str]]:
     """Pick ``n`` images, evenly spread and deterministic, from ``split``, never from ``eval_split``.
 
@@ -74,7 +33,7 @@ def calibration_files(data: str | Path, n: int, split: str = "train", eval_split
     """
     if n < 1:
         raise KDError(f"--calib-images must be at least 1 (got {n}): pass e.g. --calib-images 256")
-    dataset = resolve_dataset(data)
+    dataset = load_dataset_yaml(data)
     files = split_images(dataset, split)
     notes = []
     if eval_split and eval_split != split and dataset.get(eval_split):

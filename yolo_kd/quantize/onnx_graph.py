@@ -12,7 +12,6 @@ counts, per convolution of the original graph, what it became, weighted by multi
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from typing import Iterable
 import onnx
 
 from ..core.errors import KDError
-
-LOGGER = logging.getLogger("yolo_kd")
+from ..core.log import LOGGER
+from ..core.timing import onnx_session
 
 #: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`
 FLOAT_GROUPS = ("head", "dfl", "concat")
@@ -130,13 +129,10 @@ def optimized_model(path: str | Path, level: str = "all", threads: int = 1) -> o
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }
     with tempfile.TemporaryDirectory(prefix="yolo_kd_opt_") as tmp:
-        so = ort.SessionOptions()
-        so.graph_optimization_level = levels[level]
-        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3  # the "hardware specific optimizations" notice is expected here
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        return onnx.load(so.optimized_model_filepath)
+        optimized = str(Path(tmp) / "optimized.onnx")
+        # the "hardware specific optimizations" notice is expected here: onnx_session keeps it quiet
+        onnx_session(path, threads, graph_optimization_level=levels[level], optimized_model_filepath=optimized)
+        return onnx.load(optimized)
 
 
 def _origin(name: str, keys: dict[str, str]) -> str | None:

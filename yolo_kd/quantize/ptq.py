@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import platform
 import shutil
 import tempfile
@@ -25,13 +24,14 @@ from typing import Iterable, Sequence
 
 import onnx
 
+from ..core.checkpoints import load_yolo
 from ..core.errors import KDError
 from ..core.files import atomic_path
+from ..core.log import LOGGER
 from .calibration import calibration_files, letterbox_tensor, load_calibration, make_reader  # noqa: F401 (0.1 names)
 from .onnx_graph import FLOAT_GROUPS, float_node_groups, kernel_share, parse_keep_float
 
 METHODS = ("minmax", "entropy", "percentile")
-LOGGER = logging.getLogger("yolo_kd")
 
 
 @dataclass
@@ -150,24 +150,6 @@ def _copy_metadata(src: str | Path, dst: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ public API
-def load_detector(model: str | Path):
-    """Load an Ultralytics detection model from ``model`` (.pt); one-line KDError if missing or not detection."""
-    p = Path(model)
-    if not p.is_file():
-        raise KDError(f"model '{model}' not found: pass the path of a trained best.pt")
-    if p.suffix != ".pt":
-        raise KDError(f"model '{model}' is not a PyTorch checkpoint: pass a trained .pt (e.g. runs/.../weights/best.pt)")
-    from ultralytics import YOLO
-
-    try:
-        yolo = YOLO(str(p))
-    except Exception as e:
-        raise KDError(f"model '{model}' could not be loaded ({type(e).__name__}): pass a checkpoint saved by Ultralytics") from e
-    if yolo.task != "detect":
-        raise KDError(f"model '{model}' is a '{yolo.task}' model: INT8 export here supports detection models only")
-    return yolo
-
-
 def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> Path:
     """Ultralytics' ONNX export (batch 1, static shape, onnxslim) moved atomically to ``out``."""
     out = Path(out)
@@ -187,13 +169,13 @@ def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> 
 
 
 def stride_multiple(imgsz: int, stride: int = 32) -> int:
-    """``imgsz`` rounded up to a multiple of ``stride``, with a warning when it changes (as Ultralytics does)."""
+    """``imgsz`` rounded up to a multiple of ``stride`` by Ultralytics' ``check_imgsz`` (which warns when it changes);
+    one-line KDError for a size below 1, which ``check_imgsz`` would let through."""
     if imgsz < 1:
         raise KDError(f"--imgsz {imgsz} must be a positive image size: pass e.g. --imgsz 640")
-    rounded = -(-int(imgsz) // stride) * stride
-    if rounded != imgsz:
-        LOGGER.warning(f"--imgsz {imgsz} must be a multiple of max stride {stride}, updating to {rounded}")
-    return rounded
+    from ultralytics.utils.checks import check_imgsz
+
+    return int(check_imgsz(int(imgsz), stride=stride))
 
 
 def export_int8(
@@ -220,7 +202,7 @@ def export_int8(
     if method not in METHODS:
         raise KDError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
     imgsz = stride_multiple(imgsz)
-    yolo = load_detector(model)
+    yolo = load_yolo(model, "model", purpose="INT8 export")
     files, notes = calibration_files(data, calib_images, split=calib_split)
     files, more = load_calibration(files, imgsz)
     notes += more

@@ -14,12 +14,11 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from ..core import tables
 from ..core.errors import KDError
 from ..core.files import atomic_path
+from ..core.timing import time_onnx_models
 from .onnx_graph import kernel_share
-from ..core.timing import time_callable
 
 
 @dataclass
@@ -41,40 +40,6 @@ class ModelRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _session(path: str | Path, threads: int):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def onnx_latency(paths: list[str | Path], imgsz: int, threads: int = 2, seconds: float = 10.0, rounds: int = 5,
-                 warmup: int = 5) -> list[dict[str, float]]:
-    """Batch-1 CPU latency (ms) of several ONNX models in onnxruntime, interleaved so they share the same conditions.
-
-    Each model is timed (:func:`time_callable`) in ``rounds`` slices of ``seconds / rounds`` taking turns, so a busy
-    neighbour on a shared CPU slows all of them alike. Returns per model the median of the slices' medians and p90s,
-    the fastest run (``min``) and the number of runs.
-    """
-    sessions = [_session(p, threads) for p in paths]
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    calls = [(lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for s in sessions]
-    for call in calls:
-        for _ in range(warmup):
-            call()
-    stats: list[list[dict]] = [[] for _ in paths]
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            stats[i].append(time_callable(call, warmup=1, min_runs=3, min_seconds=seconds / rounds))
-    return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
-             "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
 
 
 def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val", device: str = "cpu") -> tuple[float, float]:
@@ -134,7 +99,7 @@ def measure_all(models: dict[str, str | Path], data: str | Path, imgsz: int, thr
                 latency_seconds: float = 10.0, with_map: bool = True, device: str = "cpu") -> list[ModelRow]:
     """Size, INT8 kernel share, interleaved latency and mAP of each ``{name: onnx_path}``, in one run."""
     paths = {n: Path(p) for n, p in models.items()}
-    lats = onnx_latency(list(paths.values()), imgsz, threads=threads, seconds=latency_seconds * len(paths))
+    lats = time_onnx_models(list(paths.values()), imgsz, threads=threads, seconds=latency_seconds * len(paths))
     rows = []
     for (name, path), lat in zip(paths.items(), lats):
         s = kernel_share(path).summary()
@@ -150,16 +115,14 @@ def measure_all(models: dict[str, str | Path], data: str | Path, imgsz: int, thr
 def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:
     """The report table; latency ratio is against ``baseline`` (default: the first row)."""
     base = next((r for r in rows if r.name == baseline), rows[0] if rows else None)
-    head = "| model | size MB | INT8 convs | INT8 MAC share | latency ms (median / p90) | x FP32 | mAP50 | mAP50-95 |"
-    lines = [head, "|" + "---|" * 8]
+    fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    cells = []
     for r in rows:
         if r.error:
-            lines.append(f"| {r.name} | {r.error} |  |  |  |  |  |  |")
+            cells.append([r.name, r.error])
             continue
         ratio = f"{r.latency_ms / base.latency_ms:.2f}x" if base and base.latency_ms else "-"
-        fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
-        lines.append(
-            f"| {r.name} | {r.size_mb:.2f} | {r.int8_convs}/{r.convs} | {100 * r.int8_mac_share:.0f}% | "
-            f"{r.latency_ms:.1f} / {r.p90_ms:.1f} | {ratio} | {fmt(r.map50)} | {fmt(r.map50_95)} |"
-        )
-    return "\n".join(lines)
+        cells.append([r.name, f"{r.size_mb:.2f}", f"{r.int8_convs}/{r.convs}", f"{100 * r.int8_mac_share:.0f}%",
+                      f"{r.latency_ms:.1f} / {r.p90_ms:.1f}", ratio, fmt(r.map50), fmt(r.map50_95)])
+    head = ["model", "size MB", "INT8 convs", "INT8 MAC share", "latency ms (median / p90)", "x FP32", "mAP50", "mAP50-95"]
+    return tables.markdown_table(head, cells)
