@@ -2,7 +2,8 @@
 
 import pytest
 
-from yolo_kd.distill.config import kd_weight_multiplier, load_kd_config
+from yolo_kd.distill.config import load_kd_config
+from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs
 from yolo_kd.core.errors import KDError
 
 
@@ -46,16 +47,35 @@ def test_schedule_values():
     lin = load_kd_config(schedule="linear", final_ratio=0.2, off_close_mosaic=False)
     cos = load_kd_config(schedule="cosine", final_ratio=0.0, off_close_mosaic=False)
     const = load_kd_config(schedule="constant")
-    assert kd_weight_multiplier(lin, 0, 0.0, 10, 0) == 1.0
-    assert kd_weight_multiplier(lin, 9, 1.0, 10, 0) == pytest.approx(0.2)
-    assert kd_weight_multiplier(cos, 5, 0.5, 10, 0) == pytest.approx(0.5)
-    assert kd_weight_multiplier(const, 3, 0.3, 10, 0) == 1.0
+    # (config, epoch, batch, batches per epoch, epochs, close_mosaic)
+    assert distill_multiplier(lin, 0, 0, 10, 10, 0) == 1.0
+    assert distill_multiplier(lin, 9, 10, 10, 10, 0) == pytest.approx(0.2)
+    assert distill_multiplier(cos, 5, 0, 10, 10, 0) == pytest.approx(0.5)
+    assert distill_multiplier(const, 3, 0, 10, 10, 0) == 1.0
     # off for the last close_mosaic epochs, but only when that leaves some distillation
-    assert kd_weight_multiplier(const, 8, 0.85, 10, 2) == 0.0
-    assert kd_weight_multiplier(const, 7, 0.75, 10, 2) == 1.0
-    assert kd_weight_multiplier(const, 1, 0.5, 2, 10) == 1.0
-    assert kd_weight_multiplier(const, 11, 0.95, 12, 10) == 1.0  # a 12-epoch run distils throughout
-    assert kd_weight_multiplier(const, 95, 0.95, 100, 10) == 0.0
+    assert distill_multiplier(const, 8, 5, 10, 10, 2) == 0.0
+    assert distill_multiplier(const, 7, 5, 10, 10, 2) == 1.0
+    assert distill_multiplier(const, 1, 0, 10, 2, 10) == 1.0
+    assert distill_multiplier(const, 11, 5, 10, 12, 10) == 1.0  # a 12-epoch run distils throughout
+    assert distill_multiplier(const, 95, 0, 10, 100, 10) == 0.0
+
+
+def test_until_ends_distillation_and_the_decay_spans_the_window():
+    half = load_kd_config(schedule="linear", final_ratio=0.0, off_close_mosaic=False, until=0.5)
+    assert distill_multiplier(half, 0, 0, 4, 10, 0) == 1.0
+    assert distill_multiplier(half, 2, 2, 4, 10, 0) == pytest.approx(1 - 2.5 / 5)  # progress 0.25 = half the window
+    assert distill_multiplier(half, 4, 3, 4, 10, 0) == pytest.approx(1 - 4.75 / 5)
+    assert distill_multiplier(half, 5, 0, 4, 10, 0) == 0.0 and distill_multiplier(half, 9, 3, 4, 10, 0) == 0.0
+    assert distilled_epochs(half, 10) == 5 and distilled_epochs(load_kd_config(), 100, 10) == 90
+    with pytest.raises(KDError, match="'until'"):
+        load_kd_config(until=0)
+
+
+def test_legacy_teacher_half_key_is_translated():
+    assert load_kd_config({"teacher_half": False}).teacher_precision == "fp32"
+    assert load_kd_config(teacher_half="true").teacher_precision == "auto"
+    with pytest.raises(KDError, match="unknown teacher_precision"):
+        load_kd_config(teacher_precision="int8")
 
 
 def test_dataset_checks_name_the_problem(tmp_path):

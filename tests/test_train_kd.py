@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolo_kd.distill.trainer import kd_state_of
+
 import yolo_kd
 from yolo_kd.core.errors import KDError
 from yolo_kd.distill.trainer import KDTrainer
@@ -85,7 +87,7 @@ def test_resume_restores_adapters_and_finishes(tiny_data, teacher_pt, tmp_path):
         trainer.train()
     last = tmp_path / "r" / "weights" / "last.pt"
     saved = torch.load(last, map_location="cpu", weights_only=False)
-    assert saved["epoch"] == 0 and "adapters" in saved["yolo_kd"]
+    assert saved["epoch"] == 0 and "adapters" in kd_state_of(saved)
 
     seen = {}
 
@@ -98,7 +100,7 @@ def test_resume_restores_adapters_and_finishes(tiny_data, teacher_pt, tmp_path):
     resumed.add_callback("on_pretrain_routine_end", capture)
     resumed.train()
     assert seen["start"] == 1 and resumed.teacher_path == str(Path(teacher_pt).resolve())
-    for k, v in saved["yolo_kd"]["adapters"].items():
+    for k, v in kd_state_of(saved)["adapters"].items():
         assert torch.allclose(seen["adapters"][k].float(), v.float()), k
     opt, ref = seen["optimizer"], saved["optimizer"]  # optimizer moments (adapters' included), saved as fp16 by Ultralytics
     assert len(opt["state"]) == len(ref["state"]) > 0
@@ -215,7 +217,7 @@ def test_killed_mid_run_then_resume_matches_uninterrupted(sig, tiny_data, teache
     if sig == "SIGINT":  # Ctrl-C: one line, exit 130, no traceback
         assert proc.returncode == 130 and err.strip().splitlines()[-1] == "yolo_kd: interrupted" and "Traceback" not in err
     saved = torch.load(last, map_location="cpu", weights_only=False)  # never half written
-    assert saved["epoch"] == 0 and saved["optimizer"] is not None and "adapters" in saved["yolo_kd"]
+    assert saved["epoch"] == 0 and saved["optimizer"] is not None and "adapters" in kd_state_of(saved)
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "train_kd.py"), "--resume", str(last)], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = list(csv.DictReader(open(tmp_path / "k" / "results.csv")))

@@ -9,10 +9,9 @@ Distillation settings: ``--kd-cfg FILE`` and ``--kd-<key> VALUE`` (keys of cfg/k
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from typing import Any, Sequence
 
-from ..distill.config import KDConfig
+from ..distill.config import config_keys
 from ..core.errors import KDError
 
 
@@ -70,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset YAML, or synthetic[:tiny|small|bench] for the generated shapes set")
     p.add_argument("--resume", nargs="?", const=True, default=None, help="resume from a last.pt (path)")
     p.add_argument("--kd-cfg", help="distillation YAML overriding cfg/kd_default.yaml")
-    for f in fields(KDConfig):
-        p.add_argument(f"--kd-{f.name.replace('_', '-')}", dest=f"kd_{f.name}", default=None, metavar="V", help=f"distillation '{f.name}'")
+    for key in config_keys():
+        p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}'")
     return p
 
 

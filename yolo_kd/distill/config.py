@@ -1,40 +1,66 @@
-"""Distillation settings: ``cfg/kd_default.yaml`` defaults < user YAML < overrides, validated once."""
+"""Distillation settings: ``cfg/kd_default.yaml`` defaults < user YAML < overrides, validated once.
+
+Term weights (``cls``, ``box``, ``feat`` ...) come from the term registry (``terms.TERMS``); the other settings
+are the fields of :class:`KDConfig`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from ..core.errors import KDError
-from .losses import CLASS_LOSSES, FEATURE_LOSSES
+from .terms import CHOICES, TERMS
 
 DEFAULT_CFG = Path(__file__).resolve().parents[2] / "cfg" / "kd_default.yaml"
 SCHEDULES = ("constant", "linear", "cosine")
+TEACHER_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+#: keys of older kd.yaml files, translated on load (old value -> new key/value)
+_LEGACY = {"teacher_half": lambda v: ("teacher_precision", "auto" if _coerce("teacher_half", v, bool) else "fp32")}
 
 
 @dataclass(frozen=True)
 class KDConfig:
-    """Resolved distillation settings (see ``cfg/kd_default.yaml`` for each key's meaning)."""
+    """Resolved distillation settings (see ``cfg/kd_default.yaml`` for each key's meaning).
 
-    cls: float
+    Term weights are in ``weights`` (``{"cls": 1.0, ...}``) and also readable as attributes (``config.cls``).
+    """
+
     cls_loss: str
     temperature: float
-    box: float
-    feat: float
     feat_loss: str
     feat_temperature: float
     mgd_mask_ratio: float
     schedule: str
     final_ratio: float
     off_close_mosaic: bool
-    teacher_half: bool
+    until: float
+    teacher_precision: str
+    weights: Mapping[str, float] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> float:
+        weights = self.__dict__.get("weights") or {}
+        if name in weights:
+            return weights[name]
+        raise AttributeError(name)
+
+    def weight(self, term) -> float:
+        """Weight of a registry :class:`~yolo_kd.distill.terms.Term`."""
+        return float(self.weights[term.weight_key])
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML/pickle safe)."""
-        return asdict(self)
+        """Flat plain dict, every key as in the YAML (YAML/pickle safe)."""
+        out = {t.weight_key: float(self.weights[t.weight_key]) for t in TERMS}
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "weights"})
+        return out
+
+
+def config_keys() -> tuple[str, ...]:
+    """Every key a distillation config accepts (weights first)."""
+    return tuple(t.weight_key for t in TERMS) + tuple(f.name for f in fields(KDConfig) if f.name != "weights")
 
 
 def _read_yaml(path: str | Path) -> dict:
@@ -76,24 +102,34 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
     """
     merged = _read_yaml(DEFAULT_CFG)
     user = (_read_yaml(cfg) if isinstance(cfg, (str, Path)) else dict(cfg)) if cfg is not None else {}
-    known = {f.name: f for f in fields(KDConfig)}
+    known = config_keys()
     for source in (user, {k: v for k, v in overrides.items() if v is not None}):
         for key, value in source.items():
+            if key in _LEGACY:
+                key, value = _LEGACY[key](value)
             if key not in known:
                 raise KDError(f"unknown distillation setting '{key}': valid keys are {', '.join(known)}")
             merged[key] = value
-    kinds = {"cls_loss": str, "feat_loss": str, "schedule": str, "off_close_mosaic": bool, "teacher_half": bool}
-    values = {k: _coerce(k, merged[k], kinds.get(k, float)) for k in known}
-    c = KDConfig(**values)
-    if c.cls_loss not in CLASS_LOSSES:
-        raise KDError(f"unknown class distillation loss '{c.cls_loss}': choose one of {', '.join(CLASS_LOSSES)}")
-    if c.feat_loss not in FEATURE_LOSSES:
-        raise KDError(f"unknown feature distillation loss '{c.feat_loss}': choose one of {', '.join(FEATURE_LOSSES)}")
+    for key in list(merged):
+        if key in _LEGACY:
+            new, value = _LEGACY[key](merged.pop(key))
+            merged.setdefault(new, value)
+    types = {f.name: f.type for f in fields(KDConfig)}
+    kinds = {k: bool if types.get(k) == "bool" else str if types.get(k) == "str" else float for k in known}
+    values = {k: _coerce(k, merged[k], kinds[k]) for k in known}
+    weights = {t.weight_key: values.pop(t.weight_key) for t in TERMS}
+    c = KDConfig(**values, weights=weights)
+    for key, names in CHOICES.items():
+        if getattr(c, key) not in names:
+            kind = "class" if key == "cls_loss" else "feature"
+            raise KDError(f"unknown {kind} distillation loss '{getattr(c, key)}': choose one of {', '.join(names)}")
     if c.schedule not in SCHEDULES:
         raise KDError(f"unknown distillation schedule '{c.schedule}': choose one of {', '.join(SCHEDULES)}")
-    for key in ("cls", "box", "feat"):
-        if getattr(c, key) < 0:
-            raise KDError(f"distillation weight '{key}' is negative ({getattr(c, key)}): use 0 to turn the term off")
+    if c.teacher_precision not in TEACHER_PRECISIONS:
+        raise KDError(f"unknown teacher_precision '{c.teacher_precision}': choose one of {', '.join(TEACHER_PRECISIONS)}")
+    for key, w in weights.items():
+        if w < 0:
+            raise KDError(f"distillation weight '{key}' is negative ({w}): use 0 to turn the term off")
     for key in ("temperature", "feat_temperature"):
         if getattr(c, key) <= 0:
             raise KDError(f"distillation '{key}' must be > 0, got {getattr(c, key)}: try 1.0 to 4.0")
@@ -101,23 +137,6 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
         raise KDError(f"'final_ratio' must be in [0, 1], got {c.final_ratio}")
     if not 0 <= c.mgd_mask_ratio < 1:
         raise KDError(f"'mgd_mask_ratio' must be in [0, 1), got {c.mgd_mask_ratio}")
+    if not 0 < c.until <= 1:
+        raise KDError(f"'until' (share of the epochs distilled) must be in (0, 1], got {c.until}")
     return c
-
-
-def kd_weight_multiplier(config: KDConfig, epoch: int, progress: float, epochs: int, close_mosaic: int) -> float:
-    """Overall distillation multiplier at training ``progress`` in [0, 1] (epoch is 0-based).
-
-    constant: 1; linear/cosine: 1 -> ``final_ratio``; 0 in the last ``close_mosaic`` epochs when
-    ``off_close_mosaic`` is set and the run is at least twice that long, so distillation always covers
-    at least half of training (shorter runs distil in every epoch, whatever their length).
-    """
-    import math
-
-    if config.off_close_mosaic and 0 < close_mosaic and epochs >= 2 * close_mosaic and epoch >= epochs - close_mosaic:
-        return 0.0
-    p = min(max(progress, 0.0), 1.0)
-    if config.schedule == "linear":
-        return 1.0 - (1.0 - config.final_ratio) * p
-    if config.schedule == "cosine":
-        return config.final_ratio + (1.0 - config.final_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
-    return 1.0

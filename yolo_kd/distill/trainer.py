@@ -17,17 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOCAL_RANK, LOGGER, RANK
 from ultralytics.utils.torch_utils import ModelEMA, strip_optimizer, torch_distributed_zero_first, unwrap_model
 
-from ..core.checkpoints import load_checkpoint_dict, load_checkpoint_model
-from .config import KDConfig, kd_weight_multiplier, load_kd_config
-from .model import KD_TERMS, KDModel
+from ..core.checkpoints import load_checkpoint_dict
 from ..core.errors import KDError
 from ..core.files import atomic_path, write_text_atomic
+from .config import KDConfig, load_kd_config
+from .model import KD_TERMS, SCALE_KEY, KDModel
+from .schedule import distill_multiplier
+from .teacher import Teacher
 
 
 @dataclass
@@ -65,19 +68,22 @@ def _saved_kd_state(checkpoint: str | Path) -> dict:
         ckpt = load_checkpoint_dict(checkpoint)
     except Exception:
         return {}  # Ultralytics reports a missing/unreadable resume checkpoint itself
-    return ckpt.get("yolo_kd") or {}
+    return kd_state_of(ckpt)
 
 
-def _kd_schedule_step(trainer: "KDTrainer") -> None:
-    """on_train_batch_start: set the distillation multiplier for this batch from the schedule."""
-    model = unwrap_model(trainer.model)
-    if not isinstance(model, KDModel):
-        return
-    nb = max(len(trainer.train_loader), 1)
-    trainer.kd_batch = 0 if getattr(trainer, "kd_batch_epoch", None) != trainer.epoch else trainer.kd_batch + 1
-    trainer.kd_batch_epoch = trainer.epoch
-    progress = (trainer.epoch + trainer.kd_batch / nb) / max(trainer.epochs, 1)
-    model.kd_scale = kd_weight_multiplier(model.kd_config, trainer.epoch, progress, trainer.epochs, trainer.args.close_mosaic)
+#: attribute of the saved student that carries the distillation state in last.pt (removed from final checkpoints)
+STATE_ATTR = "yolo_kd_state"
+
+
+def kd_state_of(ckpt: dict) -> dict:
+    """Distillation state (teacher path, config, adapter tensors) of a ``last.pt`` checkpoint dict, or {}."""
+    model = ckpt.get("ema") or ckpt.get("model")
+    return dict(getattr(model, STATE_ATTR, None) or ckpt.get("yolo_kd") or {})  # "yolo_kd": checkpoints of 0.1
+
+
+def _report_nonfinite_terms(trainer: "KDTrainer") -> None:
+    """on_train_batch_end: warn (once per run) when the batch's loss items show a non-finite distillation term."""
+    trainer._warn_zeroed_terms()
 
 
 class KDTrainer(DetectionTrainer):
@@ -99,7 +105,7 @@ class KDTrainer(DetectionTrainer):
         teacher = teacher or saved.get("teacher")
         # validate everything we can before Ultralytics creates the run folder
         config = load_kd_config(kd_cfg if kd_cfg is not None else saved.get("config"), **kd)
-        self.teacher = load_checkpoint_model(teacher, "teacher")[0] if teacher else None
+        self.teacher = Teacher.load(teacher, config.teacher_precision) if teacher else None
         try:
             super().__init__(cfg, overrides, _callbacks)
         except OSError as e:  # the run folder (or a file in it) cannot be created
@@ -107,7 +113,7 @@ class KDTrainer(DetectionTrainer):
             raise KDError(f"cannot write the run folder '{where}' ({e.strerror or e}): choose a writable project=/--project") from e
         try:
             if self.teacher is not None:
-                self._check_teacher_classes()
+                self.teacher.check_classes(list(self.data["names"].values()))
         except KDError:
             self._remove_empty_run()
             raise
@@ -116,7 +122,9 @@ class KDTrainer(DetectionTrainer):
         self.kd_settings = KDSettings(self.teacher_path, config.to_dict())
         if _find_settings(self.callbacks) is None:
             self.add_callback("on_pretrain_routine_end", self.kd_settings)
-        self.add_callback("on_train_batch_start", _kd_schedule_step)
+        self._batch_index = 0  # index of the next batch in this epoch: the schedule's clock
+        if _report_nonfinite_terms not in self.callbacks["on_train_batch_end"]:  # the DDP launcher carries it over
+            self.add_callback("on_train_batch_end", _report_nonfinite_terms)
         self._skipped_steps = 0
         self._zeroed_terms = 0
         if RANK in {-1, 0}:
@@ -130,20 +138,6 @@ class KDTrainer(DetectionTrainer):
             files = [p for p in self.save_dir.rglob("*") if p.is_file()]
             if not any(p.suffix == ".pt" or p.name == "results.csv" for p in files):
                 shutil.rmtree(self.save_dir, ignore_errors=True)
-
-    def _check_teacher_classes(self) -> None:
-        """The teacher must know exactly the dataset's classes, in the same order."""
-        names = self.teacher.names
-        t_names = list(names.values()) if isinstance(names, dict) else list(names)
-        d_names = list(self.data["names"].values())
-        if len(t_names) != len(d_names):
-            raise KDError(
-                f"teacher has {len(t_names)} classes but the dataset has {len(d_names)}: "
-                "distill only from a teacher trained on the same classes"
-            )
-        if t_names != d_names:
-            diff = next(f"{i}: '{a}' vs '{b}'" for i, (a, b) in enumerate(zip(t_names, d_names)) if a != b)
-            raise KDError(f"teacher class names differ from the dataset's (class {diff}): use a teacher trained on this dataset")
 
     def _setup_train(self):
         """Ultralytics' set-up; a KDError found there (e.g. teacher/student stride mismatch) leaves no empty run folder."""
@@ -170,7 +164,7 @@ class KDTrainer(DetectionTrainer):
 
     def setup_model(self):
         ckpt = super().setup_model()
-        self._resume_kd = (ckpt or {}).get("yolo_kd") or {}
+        self._resume_kd = kd_state_of(ckpt or {})
         return ckpt
 
     def set_model_attributes(self):
@@ -182,12 +176,9 @@ class KDTrainer(DetectionTrainer):
             LOGGER.warning("yolo_kd: 'compile' is not supported with distillation and is disabled")
             self.args.compile = False
         n_student = sum(p.numel() for p in self.model.parameters())
-        n_teacher = sum(p.numel() for p in self.teacher.parameters())
-        if n_student > n_teacher:
-            LOGGER.warning(f"yolo_kd: the student ({n_student:,} params) is larger than the teacher ({n_teacher:,})")
-        self.model = KDModel(self.model, self.teacher, self.kd_config)  # freezes the teacher and folds its BN in float32
-        if self.device.type == "cuda" and self.kd_config.teacher_half:
-            self.teacher.half()
+        if n_student > self.teacher.num_params():
+            LOGGER.warning(f"yolo_kd: the student ({n_student:,} params) is larger than the teacher ({self.teacher.num_params():,})")
+        self.model = KDModel(self.model, self.teacher, self.kd_config)  # moves the teacher and sets its precision
         for name in ("adapters", "generators"):
             state = getattr(self, "_resume_kd", {}).get(name)
             if state is not None and getattr(self.model, name) is not None:
@@ -215,20 +206,82 @@ class KDTrainer(DetectionTrainer):
             return super()._load_checkpoint_state(ckpt)
         super()._load_checkpoint_state({**ckpt, "ema": None})
         self.ema = ModelEMA(self.model)
-        self.ema.ema.student_model.load_state_dict(ckpt["ema"].float().state_dict())
+        self.ema.ema.student_model.load_state_dict(ckpt["ema"].float().state_dict())  # state_dict: no yolo_kd_state
         for name in ("adapters", "generators"):
-            state = (ckpt.get("yolo_kd") or {}).get(name)
+            state = kd_state_of(ckpt).get(name)
             if state is not None and getattr(self.ema.ema, name) is not None:
                 getattr(self.ema.ema, name).load_state_dict(state)
         self.ema.updates = ckpt["updates"]
 
+    def _handle_nan_recovery(self, epoch):
+        """Ultralytics' NaN recovery for a distillation run: reload the student, adapters, optimizer and EMA from
+        ``last.pt`` and redo the epoch (the schedule restarts with it).
+
+        The decision is Ultralytics' (loss or fitness not finite, never in the first epoch, at most 3 attempts); its
+        own restore addresses the built-in distiller's attributes, which a KDModel and its student-only ``last.pt``
+        do not have, so the restore is done here.
+        """
+        model = unwrap_model(self.model)
+        if not isinstance(model, KDModel):
+            return super()._handle_nan_recovery(epoch)
+        loss_nan = self.loss is not None and not self.loss.isfinite()
+        fitness_nan = self.fitness is not None and not np.isfinite(self.fitness)
+        corrupted = RANK in {-1, 0} and bool(loss_nan or fitness_nan)
+        reason = "Loss NaN/Inf" if loss_nan else "Fitness NaN/Inf"
+        if RANK != -1:  # DDP: rank 0 decides for all
+            flag = [corrupted if RANK == 0 else None]
+            torch.distributed.broadcast_object_list(flag, 0)
+            corrupted = flag[0]
+        if not corrupted:
+            return False
+        if epoch == self.start_epoch:
+            LOGGER.warning(f"{reason} detected but can not recover from last.pt...")
+            return False
+        if not self.last.exists():
+            raise RuntimeError(f"{reason} detected but no valid last.pt is available for recovery")
+        self.nan_recovery_attempts += 1
+        if self.nan_recovery_attempts > 3:
+            raise RuntimeError(f"Training failed: NaN persisted for {self.nan_recovery_attempts} epochs")
+        LOGGER.warning(f"{reason} detected (attempt {self.nan_recovery_attempts}/3), recovering from last.pt...")
+        self._model_train()
+        ckpt = load_checkpoint_dict(self.last)
+        student = ckpt["ema"].float().state_dict()
+        if not all(torch.isfinite(v).all() for v in student.values() if isinstance(v, torch.Tensor)):
+            raise RuntimeError(f"Checkpoint {self.last} is corrupted with NaN/Inf weights")
+        model.student_model.load_state_dict(student)
+        for name in ("adapters", "generators"):
+            state = kd_state_of(ckpt).get(name)
+            if state is not None and getattr(model, name) is not None:
+                getattr(model, name).load_state_dict(state)
+        self._load_checkpoint_state(ckpt)
+        self.scheduler.last_epoch = epoch - 1
+        return True
+
     # ----- training step -----
+    def _model_train(self):
+        """Every (re)start of an epoch, also after an OOM retry or a NaN recovery, restarts the schedule's batch clock."""
+        super()._model_train()
+        self._batch_index = 0
+
+    def preprocess_batch(self, batch: dict) -> dict:
+        """Ultralytics' preprocessing, plus this batch's distillation multiplier (``batch["kd_scale"]``).
+
+        The multiplier is a pure function of (epoch, batch index in the epoch, epochs): see ``schedule.py``.
+        """
+        batch = super().preprocess_batch(batch)
+        if self.teacher is not None:
+            batch[SCALE_KEY] = distill_multiplier(
+                self.kd_config, self.epoch, self._batch_index, len(self.train_loader), self.epochs, self.args.close_mosaic
+            )
+            self._batch_index += 1
+        return batch
+
     def optimizer_step(self):
-        """Ultralytics' step, but a step whose gradients are not finite is skipped (warned once)."""
-        self._warn_zeroed_terms()
+        """Ultralytics' step with gradient clipping. Without a GradScaler, a step whose gradients are not finite is
+        skipped (warned once); with one (AMP), overflow steps are the scaler's normal business and it skips them."""
         self.scaler.unscale_(self.optimizer)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
-        if not torch.isfinite(norm):
+        if not torch.isfinite(norm) and not self.scaler.is_enabled():
             self._skipped_steps += 1
             if self._skipped_steps == 1:
                 LOGGER.warning("yolo_kd: non-finite gradients, skipping this optimizer step (warned once)")
@@ -242,9 +295,9 @@ class KDTrainer(DetectionTrainer):
             self.ema.update(self.model)
 
     def _warn_zeroed_terms(self) -> None:
-        """Warn once when a distillation term was non-finite (and zeroed) since the last optimizer step."""
-        model = unwrap_model(self.model)
-        bad = model.pop_nonfinite_terms() if isinstance(model, KDModel) else set()
+        """Warn once when a distillation term of the last batch was non-finite (and cut out), as its loss item shows."""
+        items = self.loss_items if isinstance(self.loss_items, dict) else {}
+        bad = {k for k in KD_TERMS if k in items and not bool(torch.isfinite(items[k]))}
         if not bad:
             return
         self._zeroed_terms += 1
@@ -264,24 +317,23 @@ class KDTrainer(DetectionTrainer):
 
     # ----- checkpoints: student only, written atomically -----
     def save_model(self):
-        """Save ``last.pt``/``best.pt`` holding the bare student; ``last.pt`` also carries adapter tensors for resume."""
+        """Save ``last.pt``/``best.pt`` once per epoch, atomically, holding the bare student.
+
+        Ultralytics serialises the EMA; for the save the EMA is the student itself, carrying the distillation state
+        (teacher path, config, adapter tensors) as one attribute for resume, which ``final_eval`` strips.
+        """
         wrapper = self.ema.ema
         kd = isinstance(wrapper, KDModel)
         targets = {"last": self.last, "best": self.best}
         temps = {k: v.with_name(f".{v.name}.tmp") for k, v in targets.items()}
         if kd:
             self.ema.ema = wrapper.student_model
+            state = {"teacher": self.teacher_path, "config": self.kd_config.to_dict()}
+            state.update({n: getattr(wrapper, n).state_dict() for n in ("adapters", "generators") if getattr(wrapper, n) is not None})
+            setattr(wrapper.student_model, STATE_ATTR, state)
         self.last, self.best = temps["last"], temps["best"]
         try:
             saved = super().save_model()
-            if kd:
-                ckpt = torch.load(temps["last"], map_location="cpu", weights_only=False)
-                ckpt["yolo_kd"] = {
-                    "teacher": self.teacher_path,
-                    "config": self.kd_config.to_dict(),
-                    **{n: getattr(wrapper, n).state_dict() for n in ("adapters", "generators") if getattr(wrapper, n) is not None},
-                }
-                torch.save(ckpt, temps["last"])
             for k in ("best", "last"):  # best first: last.pt is the resume point and is replaced last
                 if temps[k].exists():
                     os.replace(temps[k], targets[k])
@@ -291,6 +343,8 @@ class KDTrainer(DetectionTrainer):
                 "choose another --project; the previous last.pt/best.pt are intact"
             ) from e
         finally:
+            if kd:
+                wrapper.student_model.__dict__.pop(STATE_ATTR, None)
             self.ema.ema = wrapper
             self.last, self.best = targets["last"], targets["best"]
             for t in temps.values():
@@ -320,7 +374,10 @@ class KDTrainer(DetectionTrainer):
             ckpt = strip_optimizer(path, str(tmp), updates)
             if not ckpt:
                 raise KDError(f"checkpoint '{path}' could not be finalised: it is unreadable")
-            if "yolo_kd" in ckpt:
-                ckpt.pop("yolo_kd")
+            model = ckpt.get("model")
+            if "yolo_kd" in ckpt or (model is not None and STATE_ATTR in model.__dict__):
+                ckpt.pop("yolo_kd", None)
+                if model is not None:
+                    model.__dict__.pop(STATE_ATTR, None)
                 torch.save(ckpt, tmp)
         return ckpt

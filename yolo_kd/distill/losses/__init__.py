@@ -1,4 +1,7 @@
-"""Distillation losses: pure functions (``logit_losses``, ``feature_losses``) and the name registries."""
+"""Distillation losses: pure functions of student and teacher tensors (``logit_losses``, ``feature_losses``).
+
+Imports nothing else from yolo_kd; the term registry (``yolo_kd.distill.terms``) wires them to config keys.
+"""
 
 from .feature_losses import MGDGenerator, cwd_loss, score_weighted_mse_loss
 from .logit_losses import CLASS_KL, box_distillation_loss, class_distillation_loss, teacher_confidence
@@ -9,6 +12,7 @@ FEATURE_LOSSES = ("cwd", "mgd", "mse")
 CLASS_LOSSES = tuple(CLASS_KL)
 
 __all__ = [
+    "CLASS_KL",
     "CLASS_LOSSES",
     "FEATURE_LOSSES",
     "MGDGenerator",

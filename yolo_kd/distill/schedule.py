@@ -1,0 +1,36 @@
+"""The overall distillation weight over training: a pure function of where training is.
+
+The trainer evaluates it for every batch from (epoch, batch index) alone, so no callback count, OOM retry,
+NaN re-run or resume can shift it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .config import KDConfig
+
+
+def distill_multiplier(config: KDConfig, epoch: int, batch: int, batches_per_epoch: int, epochs: int, close_mosaic: int = 0) -> float:
+    """Multiplier of every distillation weight at batch ``batch`` (0-based) of epoch ``epoch`` (0-based).
+
+    - 0 once training progress reaches ``config.until`` (the share of epochs distilled; the teacher is not run then);
+    - 0 in the last ``close_mosaic`` epochs when ``off_close_mosaic`` is set and the run is at least twice that long;
+    - otherwise ``constant`` 1, or ``linear``/``cosine`` decay from 1 to ``final_ratio`` over the distilled window.
+    """
+    progress = (epoch + batch / max(batches_per_epoch, 1)) / max(epochs, 1)  # in [0, 1)
+    if config.until < 1 and progress >= config.until:
+        return 0.0
+    if config.off_close_mosaic and 0 < close_mosaic and epochs >= 2 * close_mosaic and epoch >= epochs - close_mosaic:
+        return 0.0
+    p = min(max(progress / config.until, 0.0), 1.0)
+    if config.schedule == "linear":
+        return 1.0 - (1.0 - config.final_ratio) * p
+    if config.schedule == "cosine":
+        return config.final_ratio + (1.0 - config.final_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0
+
+
+def distilled_epochs(config: KDConfig, epochs: int, close_mosaic: int = 0) -> int:
+    """How many of ``epochs`` run the teacher at all (the others cost what vanilla epochs cost)."""
+    return sum(distill_multiplier(config, e, 0, 1, epochs, close_mosaic) > 0 for e in range(epochs))
