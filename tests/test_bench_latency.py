@@ -13,7 +13,8 @@ import pytest
 from tests.test_runtime import build_models
 from yolo_kd.commands.bench_latency import main
 from yolo_kd.core.errors import KDError
-from yolo_kd.deploy.latency import benchmark, map_from_run, pareto_front, parse_map_pairs
+from yolo_kd.deploy.latency import benchmark
+from yolo_kd.deploy.latency_report import map_from_run, pareto_front, parse_map_pairs
 from yolo_kd.deploy.runtime import Detections
 
 FAST = ["--imgsz", "128", "--threads", "1", "--warmup", "1", "--min-runs", "4", "--min-seconds", "0", "--chunk", "2",

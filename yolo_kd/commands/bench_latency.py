@@ -17,7 +17,8 @@ import cv2
 
 from ..core.errors import KDError
 from ..data.synthetic import make_frame
-from ..deploy.latency import header, markdown_table, parse_map_pairs, run_benchmark, write_report
+from ..deploy.latency import run_benchmark
+from ..deploy.latency_report import header, markdown_table, parse_map_pairs, write_report
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

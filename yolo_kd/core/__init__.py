@@ -1,5 +1,7 @@
-"""Shared core: user-facing errors, atomic file output, checkpoint loading, timing and report tables.
+"""Shared core: user-facing errors, atomic file output, checkpoint loading, timing, image listing, report tables and
+the logger.
 
-Everything else in yolo_kd may import from here; this package imports nothing from the rest of yolo_kd
-(``errors``, ``files`` and ``timing`` are torch-free; ``checkpoints`` imports torch when it is used).
+Everything else in yolo_kd may import from here; this package imports nothing from the rest of yolo_kd. Only
+``checkpoints`` imports torch (and Ultralytics, when used); ``errors``, ``files``, ``timing`` (onnxruntime only
+inside :func:`timing.onnx_session`), ``images``, ``tables`` and ``log`` are torch-free, for ``yolo_kd.deploy``.
 """
