@@ -22,6 +22,8 @@ import numpy as np
 from ..core.errors import KDError
 from ..core.timing import summarize, time_callable
 from .latency_report import attach_map, check_map_names, machine_info
+from .latency_report import (  # noqa: F401 (the report's names, importable from here as from 0.1's yolo_kd.latency)
+    MAP_COLUMN, header, map_from_run, markdown_table, pareto_front, parse_map_pairs, plot_latency_vs_map, write_report)
 from .runtime import Detections, Detector, Letterbox, letterbox, postprocess_output, to_blob
 
 STAGES = ("pre", "infer", "post")
