@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import KDError
+from .files import atomic_path
 
 
 def _missing_weights_message(path: Path, role: str, fix: str) -> str:
@@ -128,3 +131,21 @@ def load_yolo(path: str | Path, role: str = "model", task: str = "detect", purpo
     if yolo.task != task:
         raise KDError(f"{role} '{path}' is a '{yolo.task}' model: {purpose} supports {task} models only")
     return yolo
+
+
+def export_copy(weights: str | Path, out: str | Path, **export_args) -> Path:
+    """Ultralytics' ``YOLO(weights).export(**export_args)`` of a temporary copy of ``weights`` (so nothing is ever
+    written beside the user's checkpoint), its file moved atomically to ``out``. KDError if it produced no file."""
+    from ultralytics import YOLO
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="yolo_kd_x_", dir=out.parent) as tmp:
+        src = Path(tmp) / "model.pt"
+        shutil.copyfile(weights, src)
+        f = YOLO(str(src)).export(**{"verbose": False, **export_args})
+        if not f or not Path(f).is_file():
+            raise KDError("Ultralytics export produced no file: check the log above and the model checkpoint")
+        with atomic_path(out) as tmp_out:
+            Path(f).replace(tmp_out)
+    return out

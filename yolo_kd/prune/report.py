@@ -3,12 +3,12 @@ markdown table and the mAP-vs-GFLOPs plot."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from ..core import tables
+from ..core.checkpoints import export_copy
 from ..core.files import atomic_path
 from ..core.timing import time_onnx_models
 
@@ -28,31 +28,16 @@ class StepResult:
     latency_ms: dict[int, float] = field(default_factory=dict)
 
 
-def export_onnx(weights: Path, imgsz: int) -> Path:
-    """FP32 ONNX export of ``weights`` at a fixed ``imgsz`` to ``<stem>_<imgsz>.onnx`` beside it."""
-    from ultralytics import YOLO
-
-    target = weights.with_name(f"{weights.stem}_{imgsz}.onnx")
-    out = Path(YOLO(str(weights)).export(format="onnx", imgsz=imgsz, dynamic=False, verbose=False))
-    with atomic_path(target) as tmp:
-        shutil.copyfile(out, tmp)
-    out.unlink(missing_ok=True)
-    return target
-
-
 def measure_latencies(rows: list[StepResult], save_dir: Path, sizes: Sequence[int], threads: int, seconds: float) -> None:
     """Export every row's checkpoint to FP32 ONNX at each size and time them side by side (fills ``latency_ms``).
 
-    The unpruned checkpoint is copied into ``save_dir`` first, so its ONNX export lands there, not beside the
-    user's file. Each model gets ``seconds`` of timing, interleaved with the others (:func:`time_onnx_models`).
+    Each ``.onnx`` lands beside its step's checkpoint (the unpruned one in ``save_dir/unpruned``, never beside the
+    user's file). Each model gets ``seconds`` of timing, interleaved with the others (:func:`time_onnx_models`).
     """
-    base = save_dir / "unpruned" / "unpruned.pt"
-    if not base.exists():
-        with atomic_path(base) as tmp:
-            shutil.copyfile(rows[0].weights, tmp)
-    paths = [base] + [Path(r.weights) for r in rows[1:]]
+    targets = [save_dir / "unpruned" / "unpruned.pt"] + [Path(r.weights) for r in rows[1:]]
     for s in sizes:
-        onnx = [export_onnx(p, s) for p in paths]
+        onnx = [export_copy(r.weights, t.with_name(f"{t.stem}_{s}.onnx"), format="onnx", imgsz=s, dynamic=False)
+                for r, t in zip(rows, targets)]
         for r, t in zip(rows, time_onnx_models(onnx, s, threads, seconds, rounds=3, warmup=3)):
             r.latency_ms[s] = t["median"]
 

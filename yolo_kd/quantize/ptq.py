@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import platform
-import shutil
 import tempfile
 import time
 import warnings
@@ -24,11 +23,11 @@ from typing import Iterable, Sequence
 
 import onnx
 
-from ..core.checkpoints import load_yolo
+from ..core.checkpoints import export_copy, load_yolo
 from ..core.errors import KDError
 from ..core.files import atomic_path
 from ..core.log import LOGGER
-from .calibration import calibration_files, letterbox_tensor, load_calibration, make_reader  # noqa: F401 (0.1 names)
+from .calibration import calibration_files, load_calibration, make_reader
 from .onnx_graph import FLOAT_GROUPS, float_node_groups, kernel_share, parse_keep_float
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -151,21 +150,8 @@ def _copy_metadata(src: str | Path, dst: str | Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------ public API
 def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> Path:
-    """Ultralytics' ONNX export (batch 1, static shape, onnxslim) moved atomically to ``out``."""
-    out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="yolo_kd_x_", dir=out.parent if out.parent.exists() else None) as tmp:
-        src = Path(tmp) / "model.pt"
-        # export beside a copy so Ultralytics never writes next to the user's checkpoint
-        shutil.copyfile(yolo.ckpt_path, src)
-        from ultralytics import YOLO
-
-        f = YOLO(str(src)).export(format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False,
-                                  batch=1, verbose=False)
-        if not f or not Path(f).is_file():
-            raise KDError("Ultralytics ONNX export produced no file: check the log above and the model checkpoint")
-        with atomic_path(out) as tmp_out:
-            Path(f).replace(tmp_out)
-    return out
+    """Ultralytics' ONNX export (batch 1, static shape, onnxslim) of ``yolo``'s checkpoint, moved atomically to ``out``."""
+    return export_copy(yolo.ckpt_path, out, format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, batch=1)
 
 
 def stride_multiple(imgsz: int, stride: int = 32) -> int:

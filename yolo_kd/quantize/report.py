@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..core import tables
+from ..core.checkpoints import export_copy
 from ..core.errors import KDError
-from ..core.files import atomic_path
 from ..core.timing import time_onnx_models
 from .onnx_graph import kernel_share
 
@@ -65,27 +64,18 @@ def ultralytics_int8(model: str | Path, data: str | Path, imgsz: int, out: str |
 
     Raises KDError with the reason when Ultralytics cannot produce it here (e.g. a package it wants to install).
     """
-    from ultralytics import YOLO
-
-    out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="yolo_kd_peer_", dir=out.parent) as tmp:
-        src = Path(tmp) / "model.pt"
-        shutil.copyfile(model, src)
-        log = io.StringIO()
-        handler = logging.StreamHandler(log)
-        ul_logger = logging.getLogger("ultralytics")
-        ul_logger.addHandler(handler)
-        try:
-            f = YOLO(str(src)).export(format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1, verbose=False)
-        except (Exception, SystemExit) as e:
-            raise KDError(f"unavailable: {_reason(e, log.getvalue())}") from e
-        finally:
-            ul_logger.removeHandler(handler)
-        if not f or not Path(f).is_file():
-            raise KDError(f"unavailable: {_reason(None, log.getvalue())}")
-        with atomic_path(out) as tmp_out:
-            Path(f).replace(tmp_out)
-    return out
+    log = io.StringIO()
+    handler = logging.StreamHandler(log)
+    ul_logger = logging.getLogger("ultralytics")
+    ul_logger.addHandler(handler)
+    try:
+        return export_copy(model, out, format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1)
+    except KDError as e:  # no file
+        raise KDError(f"unavailable: {_reason(None, log.getvalue())}") from e
+    except (Exception, SystemExit) as e:  # e.g. a requirement Ultralytics wants to install
+        raise KDError(f"unavailable: {_reason(e, log.getvalue())}") from e
+    finally:
+        ul_logger.removeHandler(handler)
 
 
 def _reason(err: BaseException | None, log: str) -> str:
