@@ -1,6 +1,6 @@
 """Shared, session-scoped fixtures: a tiny generated dataset and a teacher trained on it.
 
-Everything runs offline on the CPU: models are built from YAML, data comes from yolo_kd.synthetic.
+Everything runs offline on the CPU: models are built from YAML, data comes from yolo_kd.data.synthetic.
 """
 
 from __future__ import annotations
