@@ -35,9 +35,9 @@ def main() -> None:
     from ultralytics.nn.distill_model import DistillationModel
     from ultralytics.nn.tasks import DetectionModel
 
-    from yolo_kd.checkpoints import load_checkpoint_model
-    from yolo_kd.config import load_kd_config
-    from yolo_kd.distill_model import KDModel
+    from yolo_kd.core.checkpoints import load_checkpoint_model
+    from yolo_kd.distill.config import load_kd_config
+    from yolo_kd.distill.model import KDModel
 
     torch.manual_seed(0)
     data = check_det_dataset(a.data)
@@ -60,9 +60,12 @@ def main() -> None:
 
     models = {
         "vanilla": fresh().train(),
-        "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),
+        "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),  # defaults (teacher_precision auto)
+        "yolo_kd fp32 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="fp32")).train(),
+        "yolo_kd no feat": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat=0)).train(),
         "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
     }
+    print({k: str(m.teacher.dtype) for k, m in models.items() if isinstance(m, KDModel)})
     optims = {k: torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=1e-3) for k, m in models.items()}
     times = {k: [] for k in models}
 
