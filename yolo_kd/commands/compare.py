@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
     p.add_argument("--project", default="runs/compare", help="folder for the runs and the report")
     p.add_argument("--runs", nargs="+", help="read these finished run folders instead of training")
+    p.add_argument("--equal-time", action="store_true",
+                   help="also train vanilla for the epochs that fill each seed's distilled run's training time (vanilla-eqtime)")
+    p.add_argument("--time-ratio", type=float, help="with --equal-time: distilled/vanilla time ratio to use instead of the "
+                   "runs' measured times (e.g. from benchmarks/step_time.py on a machine whose load varied)")
     return p
 
 
@@ -52,13 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmp.check_inputs(args.student, args.teacher, data)
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
         specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, args.kd_cfg)
-        for i, spec in enumerate(specs, 1):
-            done = spec.run_dir / "run_result.json"
-            if done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists():
-                print(f"[{i}/{len(specs)}] {spec.name}: finished earlier, reusing {spec.run_dir}")
-                continue
-            print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
-            cmp.run_one(spec)
+        _train_all(specs)
+        if args.equal_time:
+            specs += _equal_time_runs(specs, args.time_ratio)
         dirs = [s.run_dir for s in specs]
     results = [cmp.collect_run(d, data, args.imgsz, args.batch, args.device) for d in dirs]
     teacher = cmp.evaluate(args.teacher, data, args.imgsz, args.batch, args.device) if args.teacher else None
@@ -71,3 +71,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + table)
     print(f"report: {out / 'compare.md'}, {out / 'compare.json'}\nplots:  {', '.join(map(str, plots))}")
     return 0
+
+
+def _finished(spec: cmp.RunSpec) -> bool:
+    done = spec.run_dir / "run_result.json"
+    return done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists()
+
+
+def _train_all(specs: list[cmp.RunSpec]) -> None:
+    """Train each spec in its own process; finished runs are reused."""
+    for i, spec in enumerate(specs, 1):
+        if _finished(spec):
+            print(f"[{i}/{len(specs)}] {spec.name}: finished earlier, reusing {spec.run_dir}")
+            continue
+        print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
+        cmp.run_one(spec)
+
+
+def _equal_time_runs(specs: list[cmp.RunSpec], time_ratio: float | None) -> list[cmp.RunSpec]:
+    """Per seed, a vanilla run given the epochs that fill the distilled run's training time; trained here."""
+    extra = []
+    for spec in specs:
+        if spec.variant != "kd":
+            continue
+        vanilla = next(s for s in specs if s.variant == "vanilla" and s.seed == spec.seed)
+        if not (_finished(spec) and _finished(vanilla)):
+            print(f"{cmp.EQUAL_TIME}-seed{spec.seed}: skipped, the vanilla or kd run of this seed failed")
+            continue
+        epochs, ratio = cmp.equal_time_epochs(vanilla.run_dir, spec.run_dir, time_ratio)
+        print(f"{cmp.EQUAL_TIME}-seed{spec.seed}: {epochs} epochs (distilled/vanilla time {ratio:.2f})")
+        extra.append(cmp.RunSpec(cmp.EQUAL_TIME, spec.seed, vanilla.student, vanilla.data, None, vanilla.project,
+                                 {**vanilla.train_args, "epochs": epochs}))
+    _train_all(extra)
+    return extra

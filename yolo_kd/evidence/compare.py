@@ -22,17 +22,11 @@ import yaml
 from ..core.errors import KDError
 from .report import markdown_table, plot, summarize  # noqa: F401 (the comparison's report, as in 0.1)
 
-#: the distillation terms an ablation trains one at a time. This is the one place to read them from the distillation
-#: term registry (``yolo_kd.distill``) once it lists them: the ablation variants below all derive from it.
-ABLATION_TERMS = ("cls", "box", "feat")
-
-
-def ablations(terms: tuple[str, ...] = ABLATION_TERMS) -> dict[str, dict[str, float]]:
-    """Ablation variants: ``kd-<term>`` trains with that term alone (``kd_<other>=0`` for every other term)."""
-    return {f"kd-{t}": {other: 0 for other in terms if other != t} for t in terms}
-
+from ..distill.terms import ablations  # noqa: E402  (the ablation variants come from the term registry)
 
 ABLATIONS = ablations()
+#: variant name of the vanilla run given the distilled run's training time (``--equal-time``)
+EQUAL_TIME = "vanilla-eqtime"
 METRIC_KEYS = {"map50": "metrics/mAP50(B)", "map": "metrics/mAP50-95(B)"}
 
 
@@ -40,7 +34,7 @@ METRIC_KEYS = {"map50": "metrics/mAP50(B)", "map": "metrics/mAP50-95(B)"}
 class RunSpec:
     """One training run of the comparison."""
 
-    variant: str  # vanilla | kd | builtin | kd-cls | kd-box | kd-feat | kd-<custom>
+    variant: str  # vanilla | vanilla-eqtime | kd | builtin | kd-cls | kd-box | kd-feat | kd-<custom>
     seed: int
     student: str
     data: str
@@ -72,6 +66,9 @@ class RunResult:
     map50: float = float("nan")
     map: float = float("nan")
     epoch_seconds: float = float("nan")
+    train_seconds: float = float("nan")  # whole run, train + val, as results.csv's time column says
+    epochs: int = 0
+    last10_gain: float = float("nan")  # best mAP50-95 gained in the last 10 epochs (plateau check)
     peak_mem_gb: float = float("nan")
     params: int = 0
     gflops: float = float("nan")
@@ -95,7 +92,7 @@ def plan_runs(
 # ----- one run (executed in a subprocess by ``run_one``) -----
 def _train(spec: RunSpec) -> None:
     common = {**spec.train_args, "data": spec.data, "seed": spec.seed, "project": spec.project, "name": spec.name, "exist_ok": True}
-    if spec.variant == "vanilla":
+    if spec.variant in ("vanilla", EQUAL_TIME):
         from ultralytics import YOLO
 
         YOLO(spec.student).train(**common)
@@ -144,7 +141,7 @@ def describe_run(run_dir: Path) -> tuple[str, str, int]:
     spec = json.loads((run_dir / "run_spec.json").read_text()) if (run_dir / "run_spec.json").exists() else {}
     kind = "kd" if (run_dir / "kd.yaml").exists() else "builtin" if args.get("distill_model") else "vanilla"
     if spec:
-        kind = "vanilla" if spec["variant"] == "vanilla" else "builtin" if spec["variant"] == "builtin" else "kd"
+        kind = "vanilla" if spec["variant"] in ("vanilla", EQUAL_TIME) else "builtin" if spec["variant"] == "builtin" else "kd"
         return spec["variant"], kind, int(spec["seed"])
     name = run_dir.name
     if "-seed" in name and name.rsplit("-seed", 1)[1].isdigit():
@@ -152,8 +149,8 @@ def describe_run(run_dir: Path) -> tuple[str, str, int]:
     return name, kind, int(args.get("seed", 0))
 
 
-def _curve(run_dir: Path) -> tuple[list[float], float]:
-    """mAP50-95 per epoch and median seconds per epoch (train + val) from results.csv.
+def _curve(run_dir: Path) -> tuple[list[float], float, float]:
+    """mAP50-95 per epoch, median seconds per epoch and total seconds (train + val) from results.csv.
 
     The median keeps one epoch slowed by unrelated load on a shared machine from moving the figure.
     """
@@ -163,7 +160,27 @@ def _curve(run_dir: Path) -> tuple[list[float], float]:
     curve = [float(r[METRIC_KEYS["map"]]) for r in rows if r.get(METRIC_KEYS["map"]) not in (None, "")]
     times = [float(r["time"]) for r in rows]
     per_epoch = float(np.median(np.diff([0.0, *times]))) if times else float("nan")
-    return curve, per_epoch
+    return curve, per_epoch, (times[-1] if times else float("nan"))
+
+
+def last10_gain(curve: list[float]) -> float:
+    """Best mAP of the whole curve minus the best before its last 10 epochs: the plateau criterion (< 0.005 = plateau)."""
+    return float(max(curve) - max(curve[:-10])) if len(curve) > 10 else float("nan")
+
+
+def equal_time_epochs(vanilla_dir: Path, kd_dir: Path, time_ratio: float | None = None) -> tuple[int, float]:
+    """Epochs that give vanilla training the distilled run's compute, and the time ratio used.
+
+    The ratio is the distilled run's total training time over the vanilla run's (same epochs, same seed, from
+    results.csv), or ``time_ratio`` when given (e.g. measured interleaved by ``benchmarks/step_time.py`` on a
+    machine whose load changed between the two runs).
+    """
+    _, _, kd_total = _curve(kd_dir)
+    curve, _, vanilla_total = _curve(vanilla_dir)
+    ratio = time_ratio if time_ratio else kd_total / vanilla_total
+    if not np.isfinite(ratio) or ratio <= 0 or not curve:
+        raise KDError(f"cannot size the equal-time run: no finished results.csv in '{vanilla_dir}' and '{kd_dir}'")
+    return max(int(round(len(curve) * ratio)), 1), float(ratio)
 
 
 def evaluate(weights: str | Path, data: str, imgsz: int, batch: int, device: str | None) -> dict[str, float]:
@@ -196,7 +213,8 @@ def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | 
         res.status, res.error = "failed", "no weights/best.pt"
     if res.status != "ok":
         return res
-    res.curve, res.epoch_seconds = _curve(run_dir)
+    res.curve, res.epoch_seconds, res.train_seconds = _curve(run_dir)
+    res.epochs, res.last10_gain = len(res.curve), last10_gain(res.curve)
     for k, v in evaluate(best, data, imgsz, batch, device).items():
         setattr(res, k, v)
     return res

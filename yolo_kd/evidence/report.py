@@ -26,7 +26,7 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
         ok = [r for r in results if r.variant == v and r.status == "ok"]
         failed = [r for r in results if r.variant == v and r.status != "ok"]
         row: dict[str, Any] = {"run": v, "seeds": sorted(r.seed for r in ok), "failed": [f"seed {r.seed}: {r.error}" for r in failed]}
-        for k in ("map50", "map", "epoch_seconds", "peak_mem_gb"):
+        for k in ("map50", "map", "epoch_seconds", "train_seconds", "epochs", "last10_gain", "peak_mem_gb"):
             vals = np.array([getattr(r, k) for r in ok], dtype=float)
             row[k] = float(vals.mean()) if len(vals) else float("nan")
             row[f"{k}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
@@ -39,8 +39,8 @@ def summarize(results: list[RunResult], teacher: dict[str, float] | None) -> lis
             peer = row
     for row in rows:
         row["delta_map"] = row["map"] - base.get("map", float("nan"))
-        row["time_vs_vanilla"] = row["epoch_seconds"] / base.get("epoch_seconds", float("nan"))
-        row["time_vs_builtin"] = row["epoch_seconds"] / peer.get("epoch_seconds", float("nan"))
+        row["time_vs_vanilla"] = row["train_seconds"] / base.get("train_seconds", float("nan"))
+        row["time_vs_builtin"] = row["train_seconds"] / peer.get("train_seconds", float("nan"))
         gap = (teacher or {}).get("map", float("nan")) - base.get("map", float("nan"))
         row["gap_closed"] = row["delta_map"] / gap if gap and gap > 0 else float("nan")
     return rows
@@ -52,8 +52,8 @@ def _ratio(x: float) -> str:
 
 def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None) -> str:
     """The comparison as a markdown table (mAP in points, i.e. x100), with a trailing newline."""
-    head = ["run", "seeds", "mAP50", "mAP50-95", "Δ vs vanilla", "gap closed", "params", "GFLOPs", "s/epoch",
-            "×vanilla time", "×builtin time", "peak mem GB"]
+    head = ["run", "seeds", "epochs", "mAP50", "mAP50-95", "Δ vs vanilla", "gap closed", "last-10 gain", "params", "GFLOPs",
+            "s/epoch", "train min", "×vanilla time", "×builtin time", "peak mem GB"]
     cells = []
     for r in rows:
         if not r["seeds"]:
@@ -61,14 +61,16 @@ def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None)
             continue
         note = f" ({len(r['failed'])} failed)" if r["failed"] else ""
         gap = "" if np.isnan(r["gap_closed"]) else f"{100 * r['gap_closed']:.0f}%"
+        plateau = "" if np.isnan(r.get("last10_gain", np.nan)) else f"{100 * r['last10_gain']:+.1f}"
         cells.append([
-            r["run"], f"{len(r['seeds'])}{note}", f"{100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f}",
-            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f}", f"{100 * r['delta_map']:+.1f}", gap,
-            f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.2f}", f"{r['epoch_seconds']:.1f}", f"{r['time_vs_vanilla']:.2f}",
-            _ratio(r["time_vs_builtin"]), f"{r['peak_mem_gb']:.2f}",
+            r["run"], f"{len(r['seeds'])}{note}", f"{r.get('epochs', 0):.0f}", f"{100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f}",
+            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f}", f"{100 * r['delta_map']:+.1f}", gap, plateau,
+            f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.2f}", f"{r['epoch_seconds']:.1f}",
+            f"{r.get('train_seconds', np.nan) / 60:.1f}", f"{r['time_vs_vanilla']:.2f}", _ratio(r["time_vs_builtin"]),
+            f"{r['peak_mem_gb']:.2f}",
         ])
     if teacher:
-        cells.append(["teacher", "–", f"{100 * teacher['map50']:.1f}", f"{100 * teacher['map']:.1f}", "", "",
+        cells.append(["teacher", "–", "", f"{100 * teacher['map50']:.1f}", f"{100 * teacher['map']:.1f}", "", "", "",
                       f"{teacher['params'] / 1e6:.2f}M", f"{teacher['gflops']:.2f}"])
     return tables.markdown_table(head, cells) + "\n"
 
