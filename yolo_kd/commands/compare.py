@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
     p.add_argument("--project", default="runs/compare", help="folder for the runs and the report")
     p.add_argument("--runs", nargs="+", help="read these finished run folders instead of training")
+    p.add_argument("--variants", nargs="+", default=list(cmp.VARIANTS), choices=list(cmp.VARIANTS),
+                   help="which of vanilla, kd, builtin to train (default: all three)")
     p.add_argument("--equal-time", action="store_true",
                    help="also train vanilla for the epochs that fill each seed's distilled run's training time (vanilla-eqtime)")
     p.add_argument("--time-ratio", type=float, help="with --equal-time: distilled/vanilla time ratio to use instead of the "
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         cmp.check_inputs(args.student, args.teacher, data)
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
-        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, args.kd_cfg)
+        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, args.kd_cfg, args.variants)
         _train_all(specs)
         if args.equal_time:
             specs += _equal_time_runs(specs, args.time_ratio)

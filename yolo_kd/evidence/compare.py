@@ -25,6 +25,8 @@ from .report import markdown_table, plot, summarize  # noqa: F401 (the compariso
 from ..distill.terms import ablations  # noqa: E402  (the ablation variants come from the term registry)
 
 ABLATIONS = ablations()
+#: the three set-ups a comparison trains by default
+VARIANTS = ("vanilla", "kd", "builtin")
 #: variant name of the vanilla run given the distilled run's training time (``--equal-time``)
 EQUAL_TIME = "vanilla-eqtime"
 METRIC_KEYS = {"map50": "metrics/mAP50(B)", "map": "metrics/mAP50-95(B)"}
@@ -76,10 +78,11 @@ class RunResult:
 
 
 def plan_runs(
-    student: str, teacher: str, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None
+    student: str, teacher: str, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None,
+    variants_to_train: tuple[str, ...] | list[str] = VARIANTS,
 ) -> list[RunSpec]:
     """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds."""
-    variants: list[tuple[str, dict]] = [("vanilla", {}), ("kd", {}), ("builtin", {})]
+    variants: list[tuple[str, dict]] = [(v, {}) for v in VARIANTS if v in variants_to_train]
     if ablate:
         variants += list(ablations().items())
     return [
