@@ -30,7 +30,7 @@ def _check_student(student: str | Path) -> str:
 
 
 def train(
-    student: str | Path | nn.Module,
+    student: str | Path | nn.Module | None = None,
     teacher: str | Path | None = None,
     data: str | Path | None = None,
     kd_cfg: str | Path | dict | None = None,
@@ -39,16 +39,26 @@ def train(
     """Train ``student`` with distillation from ``teacher`` and return the finished :class:`KDTrainer`.
 
     Args:
-        student: ``.pt`` (fine-tune), model ``.yaml`` (from scratch) or a DetectionModel used as is (e.g. pruned).
+        student: ``.pt`` (fine-tune), model ``.yaml`` (from scratch) or a DetectionModel used as is (e.g. pruned);
+            ``model=`` (Ultralytics' name for it) is the same, and naming two different students is an error.
         teacher: trained teacher ``.pt``; None trains the student without distillation.
         data: dataset YAML, or ``synthetic[:tiny|small|bench]``.
         kd_cfg: distillation YAML path or dict; ``kd_<key>=value`` keyword overrides win over it.
-        **overrides: any Ultralytics training argument (epochs, imgsz, batch, device, project, name, ...).
+        **overrides: any Ultralytics training argument (epochs, imgsz, batch, device, project, name, ...). As in
+            Ultralytics, a new run goes to ``<project>/<name>``, or ``<name>-2``, ``<name>-3`` ... when that folder
+            exists, unless ``exist_ok=True`` (project default ``./runs/kd``, name default ``train``).
     Returns:
         the trainer; ``.best``/``.last`` are the checkpoints, ``.save_dir`` the run folder, ``.metrics`` the final metrics.
     """
     from .distill.trainer import KDTrainer
 
+    model = overrides.pop("model", None)
+    if model is not None and student is not None and not (isinstance(student, (str, Path)) and str(model) == str(student)):
+        named = f"'{student}'" if isinstance(student, (str, Path)) else f"a {type(student).__name__}"
+        raise KDError(f"student {named} and model='{model}' both name the student: give it once")
+    student = student if student is not None else model
+    if student is None:
+        raise KDError("no student given: pass a .pt to fine-tune or a model .yaml (e.g. yolo11n.yaml) as student/model")
     args = {**overrides, "data": resolve_data(data)}
     # Ultralytics nests relative projects under its global runs_dir; users expect ./runs/kd/<name>
     args["project"] = str(Path(args.get("project") or Path("runs") / "kd").resolve())

@@ -250,6 +250,8 @@ def ultralytics_overrides(raw: Mapping[str, str], reserved: Mapping[str, str] | 
     for key, value in raw.items():
         if reserved and key in reserved:
             raise KDError(f"'{key}' is set by this tool: {reserved[key]}")
+        if key.startswith("kd_"):  # the tool's --kd-<key> options did not match it
+            raise KDError(f"unknown distillation setting '{key[3:]}' ({key}={value}): the keys are those of cfg/kd_default.yaml")
         if key not in DEFAULT_CFG_DICT:
             raise KDError(f"unknown training argument '{key}': see 'yolo cfg' for Ultralytics arguments, --help for ours")
         out[key] = smart_value(value)

@@ -2,26 +2,38 @@
 
     python tools/compare.py --teacher teacher.pt --student yolo11n.yaml --data my.yaml --epochs 50 --seeds 0 1 2
     python tools/compare.py --runs runs/compare/*-seed* --data my.yaml --teacher teacher.pt   # read finished runs
+
+Every option is also a ``key=value`` (``model=`` is the student, ``seeds=0,1,2``, ``kd_cls=0.5``); other Ultralytics
+training arguments apply to every run. Finished runs in ``--project`` are reused, so the folder does not increment.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Sequence
+
+import yaml
 
 from ..evidence import compare as cmp
 from ..data.datasets import resolve_data
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
-from .train import parse_overrides, split_key_values
+from ..distill.config import config_keys, load_kd_config
+from .args import ArgParser, parse_args
+
+#: Ultralytics arguments this tool sets itself, and why
+RESERVED = {
+    "name": "each run is named <variant>-seed<N> inside --project",
+    "seed": "use --seeds (seeds=0,1,2)",
+    "exist_ok": "finished runs in --project are reused; pass another --project for a fresh comparison",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compare", description=__doc__.split("\n\n")[0])
+def build_parser() -> ArgParser:
+    p = ArgParser(prog="compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", help="trained teacher .pt (used by kd and builtin, and evaluated)")
-    p.add_argument("--student", default="yolo11n.yaml", help="student .yaml (from scratch) or .pt")
+    p.add_argument("--student", "--model", dest="student", default="yolo11n.yaml", help="student .yaml (from scratch) or .pt; model= is the same")
     p.add_argument("--data", required=True, help="dataset YAML or synthetic[:preset]")
     p.add_argument("--epochs", type=int, default=50)
     p.add_argument("--imgsz", type=int, default=640)
@@ -30,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ablate", action="store_true", help="also train each distillation term alone")
     p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
+    for key in config_keys():
+        p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}' of the kd runs")
     p.add_argument("--project", default="runs/compare", help="folder for the runs and the report")
     p.add_argument("--runs", nargs="+", help="read these finished run folders instead of training")
     p.add_argument("--variants", nargs="+", default=list(cmp.VARIANTS), choices=list(cmp.VARIANTS),
@@ -42,9 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv, kv = split_key_values(argv)
-    args, rest = build_parser().parse_known_args(argv)
-    extra = parse_overrides(rest + kv)  # any other Ultralytics argument, applied to every run
+    args, extra, _ = parse_args(build_parser(), argv, passthrough=True, reserved=RESERVED)  # extra: applied to every run
     data = resolve_data(args.data)
     out = Path(args.project).resolve()
     if args.runs:
@@ -56,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmp.check_inputs(args.student, args.teacher, data)
     else:
         cmp.check_inputs(args.student, args.teacher, data)
+        kd_cfg = _kd_cfg(args, out)
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
-        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, args.kd_cfg, args.variants)
+        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg, args.variants)
         _train_all(specs)
         if args.equal_time:
             specs += _equal_time_runs(specs, args.time_ratio)
@@ -106,3 +119,14 @@ def _equal_time_runs(specs: list[cmp.RunSpec], time_ratio: float | None) -> list
                                  {**vanilla.train_args, "epochs": epochs}))
     _train_all(extra)
     return extra
+
+
+def _kd_cfg(args, out: Path) -> str | None:
+    """The kd runs' distillation YAML: --kd-cfg, or (with --kd-<key> settings) the merged settings written to ``out``."""
+    kd = {k[3:]: v for k, v in vars(args).items() if k.startswith("kd_") and k != "kd_cfg" and v is not None}
+    if not kd:
+        return args.kd_cfg
+    config = load_kd_config(args.kd_cfg, **kd)  # unknown keys and bad values: one line, before anything trains
+    path = out / "kd_cfg.yaml"
+    write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return str(path)

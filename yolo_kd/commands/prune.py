@@ -4,22 +4,29 @@
         --target-flops 0.5 --steps 4 --epochs-per-step 10
 
 Writes ``<project>/<name>/weights/best.pt`` (loads in stock ``ultralytics.YOLO``), one fine-tuning run per step
-(``stepK/``), ``prune_results.json``, ``prune_results.md`` and ``map_vs_gflops.png``. Other Ultralytics training
-arguments (lr0, optimizer, workers, seed, ...) pass through to the fine-tuning as ``key=value`` or ``--key value``.
+(``stepK/``), ``prune_results.json``, ``prune_results.md`` and ``map_vs_gflops.png``; like Ultralytics, an existing
+``<name>`` folder gives ``<name>-2``, ``<name>-3`` ... unless ``--exist-ok``. Every option is also a ``key=value``
+(``model=best.pt target_flops=0.5 kd_cls=0.5``); other Ultralytics training arguments (lr0, optimizer, workers,
+seed, ...) pass through to the fine-tuning as ``key=value`` or ``--key value``.
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 from ..core.errors import KDError
+from .args import ArgParser, parse_args
+
+#: Ultralytics arguments this tool sets itself, and why
+RESERVED = {"epochs": "use --epochs-per-step (epochs_per_step=) and --final-epochs (final_epochs=)"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> ArgParser:
+    from ..distill.config import config_keys
     from ..prune.pruner import IMPORTANCES
 
-    p = argparse.ArgumentParser(
+    p = ArgParser(
         prog="prune",
         description="Iteratively prune a YOLO detector's channels to a FLOPs target, fine-tuning with distillation "
         "after each step. Other Ultralytics training arguments pass through as key=value or --key value.",
@@ -40,7 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu, 0, 0,1 ... (default: Ultralytics' choice)")
     p.add_argument("--kd-cfg", help="distillation YAML for the fine-tuning (default cfg/kd_default.yaml)")
     p.add_argument("--project", default="runs/prune", help="output root (default runs/prune)")
-    p.add_argument("--name", default="exp", help="run name (default exp)")
+    p.add_argument("--name", default="exp", help="run name (default exp; exp-2, exp-3 ... when it exists)")
+    p.add_argument("--exist-ok", action="store_true", help="write into an existing <project>/<name> instead of a new <name>-2")
+    for key in config_keys():
+        p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}' of the fine-tuning")
     p.add_argument("--latency-imgsz", type=int, nargs="*", default=None, metavar="PX",
                    help="ONNX sizes to time (default: --imgsz; give no value to skip timing)")
     p.add_argument("--latency-seconds", type=float, default=6.0, help="timing budget per model and size (default 6)")
@@ -56,16 +66,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve(argv: Sequence[str] | None) -> tuple[Any, dict[str, Any]]:
+    """The parsed options of ``argv`` (``name`` already incremented unless ``--exist-ok``) and the overrides passed
+    to the fine-tuning (other Ultralytics arguments and ``kd_<key>`` settings). Nothing is created."""
+    from ultralytics.utils.files import increment_path
+
+    args, overrides, _ = parse_args(build_parser(), argv, passthrough=True, reserved=RESERVED)
+    kd = {k: v for k, v in vars(args).items() if k.startswith("kd_") and k != "kd_cfg" and v is not None}
+    if kd:
+        from ..distill.config import load_kd_config
+
+        load_kd_config(args.kd_cfg, **{k[3:]: v for k, v in kd.items()})  # a bad setting: one line now, not after step 1
+    overrides.update(kd)
+    if not args.exist_ok:
+        args.name = increment_path(Path(args.project).resolve() / args.name).name
+    return args, overrides
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from ..prune.loop import prune_iteratively
-    from .train import parse_overrides, split_key_values
 
-    argv, kv = split_key_values(argv)  # so --ignore / --latency-imgsz lists cannot swallow key=value tokens
-    args, rest = build_parser().parse_known_args(argv)
-    overrides = parse_overrides(rest + kv)
-    for key in ("model", "data", "imgsz", "batch", "device", "project", "name", "epochs"):
-        if key in overrides:
-            raise KDError(f"'{key}' is set by this tool: use its own option (see --help) instead of {key}=...")
+    args, overrides = resolve(argv)
     if args.max_map_drop is not None and args.max_map_drop < 0:
         raise KDError(f"--max-map-drop {args.max_map_drop} is negative: pass the mAP50-95 points you accept to lose, e.g. 1.0")
     if args.threads < 1:

@@ -82,7 +82,7 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
     with _stage("4/7 prune the distilled student", t):
         prune.main(["--model", str(kd_best), "--teacher", str(teacher), "--data", data, "--target-flops", str(s.prune_target),
                     "--steps", str(s.prune_steps), "--epochs-per-step", str(s.prune_epochs), "--imgsz", str(s.imgsz),
-                    "--batch", str(s.batch), "--project", str(out), "--name", "prune", "--latency-imgsz", str(s.imgsz),
+                    "--batch", str(s.batch), "--project", str(out), "--name", "prune", "--exist-ok", "--latency-imgsz", str(s.imgsz),
                     "--latency-seconds", "2", "--threads", str(s.threads), "--flops-imgsz", str(s.imgsz), *common])
     pr = json.loads((out / "prune" / "prune_results.json").read_text())
     pruned = Path(pr["best"])
