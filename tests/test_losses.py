@@ -100,3 +100,24 @@ def test_mgd_generator_learns_and_gets_gradients():
         opt.step()
         first = first if first is not None else val.item()
     assert val.item() < 0.7 * first
+
+
+def test_one_class_data_gets_a_nonzero_binary_class_term():
+    """nc=1: softmax KL over one class is identically 0; the registry's class term uses binary KL (known value)."""
+    import math
+
+    from yolo_kd.distill.config import load_kd_config
+    from yolo_kd.distill.terms import TERMS, TermInputs, class_loss_kind
+
+    cfg = load_kd_config(temperature=1.0)  # default cls_loss: softmax_kl
+    assert class_loss_kind(cfg, 1) == "bkl" and class_loss_kind(cfg, 6) == "softmax_kl"
+    student = torch.zeros(2, 1, 5)  # p_s = 0.5 everywhere
+    teacher = torch.full((2, 1, 5), math.log(3.0))  # p_t = 0.75 everywhere
+    conf = teacher.sigmoid().amax(1)
+    term = next(t for t in TERMS if t.name == "kd_cls")
+    value = term.loss(TermInputs({"scores": student.requires_grad_()}, {"scores": teacher}, conf, cfg, 16))
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # Bernoulli KL(teacher || student)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert student.grad.abs().sum() > 0
+    assert class_distillation_loss(student.detach(), teacher, 1.0, "softmax_kl").item() == 0.0  # what it was before

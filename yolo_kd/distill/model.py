@@ -14,7 +14,7 @@ from ..core.checkpoints import detect_head
 from .config import KDConfig
 from .losses import teacher_confidence
 from .teacher import Teacher, freeze_teacher  # noqa: F401  (freeze_teacher: public here since 0.1)
-from .terms import TERM_NAMES, TERMS, TermInputs
+from .terms import TERM_NAMES, TERMS, TermInputs, class_loss_kind
 
 #: loss columns the distillation terms add to results.csv and the progress bar (from the registry)
 KD_TERMS = TERM_NAMES
@@ -74,6 +74,10 @@ class KDModel(nn.Module):
             else:
                 enabled.append(term)
         self.terms = tuple(t.name for t in enabled)
+        if "kd_cls" in self.terms and class_loss_kind(config, s_head.nc) != config.cls_loss:
+            from ultralytics.utils import LOGGER
+
+            LOGGER.info(f"yolo_kd: one-class data: class distillation uses binary KL (a {config.cls_loss} over one class is 0)")
         self.adapters = self.generators = None
         if any(t.needs_adapters for t in enabled):
             from .terms import adapter_modules

@@ -47,8 +47,15 @@ class TermInputs:
     generators: nn.ModuleList | None = None
 
 
+def class_loss_kind(config: "KDConfig", nc: int) -> str:
+    """The class loss used for ``nc`` classes: a softmax over a single class is identically 0, so one-class data
+    (person, vehicle ...) always gets the per-class binary KL."""
+    return "bkl" if nc == 1 else config.cls_loss
+
+
 def _class_term(x: TermInputs) -> torch.Tensor:
-    return class_distillation_loss(x.student["scores"], x.teacher["scores"], x.config.temperature, x.config.cls_loss, x.confidence)
+    kind = class_loss_kind(x.config, x.student["scores"].shape[1])
+    return class_distillation_loss(x.student["scores"], x.teacher["scores"], x.config.temperature, kind, x.confidence)
 
 
 def _box_term(x: TermInputs) -> torch.Tensor:

@@ -161,9 +161,10 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
         """
         batch = super().preprocess_batch(batch)
         if self.teacher is not None:
-            batch[SCALE_KEY] = distill_multiplier(
+            self.kd_scale = distill_multiplier(
                 self.kd_config, self.epoch, self._batch_index, len(self.train_loader), self.epochs, self.args.close_mosaic
-            )
+            )  # kept on the trainer for callbacks and loggers; the model reads it from the batch
+            batch[SCALE_KEY] = self.kd_scale
             self._batch_index += 1
         return batch
 
