@@ -105,3 +105,16 @@ def test_dataset_checks_name_the_problem(tmp_path):
     label.write_text("9 0.5 0.5 0.2 0.2\n")
     with pytest.raises(KDError, match="class id 9 but the dataset has 4 classes"):
         resolve_data(data)
+
+
+def test_docs_term_table_is_the_registry():
+    """docs/distillation.md shows the term registry's own table: adding a term updates the docs or fails here."""
+    from pathlib import Path
+
+    from yolo_kd.distill.terms import TERMS, ablations, markdown_table
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "distillation.md").read_text()
+    assert markdown_table() in doc
+    keys = load_kd_config().to_dict()
+    assert all(t.weight_key in keys for t in TERMS)  # every term has its weight in cfg/kd_default.yaml
+    assert set(ablations()) == {f"kd-{t.weight_key}" for t in TERMS}
