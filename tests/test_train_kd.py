@@ -201,21 +201,55 @@ def uninterrupted(tiny_data, teacher_pt, tmp_path_factory):
     return list(csv.DictReader(open(project / "u" / "results.csv")))
 
 
+#: runs `yolo-kd train` with one extra callback: at the first batch of the second epoch (epoch 0's last.pt is on disk)
+#: it writes a marker file and waits there to be signalled, so the test signals at a known point, however loaded or
+#: fast the machine is
+_LAUNCHER = """
+import os, sys, time
+from pathlib import Path
+
+from ultralytics.utils.callbacks.base import default_callbacks
+
+from yolo_kd.commands.train import main
+from yolo_kd.core.errors import run_cli
+
+MARKER = Path(sys.argv[1])
+
+
+def wait_for_signal(trainer):
+    if trainer.epoch == 1 and not MARKER.exists():
+        MARKER.write_text(str(os.getpid()))
+        time.sleep(300)  # the test signals as soon as it sees the marker; never signalled -> the run goes on and the test fails
+
+
+default_callbacks["on_train_batch_end"].append(wait_for_signal)
+raise SystemExit(run_cli(main, sys.argv[2:]))
+"""
+
+
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
 def test_killed_mid_run_then_resume_matches_uninterrupted(sig, tiny_data, teacher_pt, tmp_path, uninterrupted):
     import signal
     import time
 
-    proc = subprocess.Popen(_train_cmd(teacher_pt, tiny_data, tmp_path, "k"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher, marker = tmp_path / "launch_train.py", tmp_path / "in_second_epoch"
+    launcher.write_text(_LAUNCHER)
+    cmd = [sys.executable, str(launcher), str(marker), *_train_cmd(teacher_pt, tiny_data, tmp_path, "k")[2:]]
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stderr:  # a file, not a pipe: a full pipe would stall the run while the test waits
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     last = tmp_path / "k" / "weights" / "last.pt"
-    deadline = time.time() + 240
-    while not last.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    time.sleep(0.5)  # into the second epoch
+    deadline = time.time() + 600
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), f"the run never reached the second epoch (exit {proc.poll()})"
     proc.send_signal(getattr(signal, sig))
-    _, err = proc.communicate(timeout=60)
+    proc.wait(timeout=120)
+    err = log.read_text()
     if sig == "SIGINT":  # Ctrl-C: one line, exit 130, no traceback
         assert proc.returncode == 130 and err.strip().splitlines()[-1] == "yolo_kd: interrupted" and "Traceback" not in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
     saved = torch.load(last, map_location="cpu", weights_only=False)  # never half written
     assert saved["epoch"] == 0 and saved["optimizer"] is not None and "adapters" in kd_state_of(saved)
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "train_kd.py"), "--resume", str(last)], capture_output=True, text=True, timeout=300)
