@@ -195,3 +195,13 @@ def test_make_data_and_demo_take_key_value(tmp_path, capsys):
     b = parse_args(demo.build_parser(), ["--student-epochs", "2", "--out", "o", "--prune-target", "0.5"]).args
     assert vars(a) == vars(b) and (a.student_epochs, a.out, a.prune_target) == (2, "o", 0.5)
     assert "unknown argument 'lr0=0.1'" in _one_line(capsys, demo.main, ["lr0=0.1"])
+
+
+def test_tests_leave_ultralytics_logger_as_they_found_it(tmp_path):
+    """A test that needs caplog turns on LOGGER.propagate; it must be off again for the tests after it."""
+    check = tmp_path / "test_after.py"
+    check.write_text("def test_after():\n    from ultralytics.utils import LOGGER\n    assert LOGGER.propagate is False\n")
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
+                          "tests/test_distill_model.py::test_reg_max_one_skips_box_term_with_message", str(check)],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-3000:]

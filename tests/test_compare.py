@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import yaml
+from ultralytics import YOLO
 
 from yolo_kd.evidence import compare as cmp
 
@@ -20,8 +26,13 @@ def test_compare_end_to_end_and_runs_mode(tiny_data, teacher_pt, tmp_path):
     report = json.loads((tmp_path / "compare.json").read_text())
     runs = {r["run"]: r for r in report["summary"]}
     assert set(runs) == {"vanilla", "kd", "builtin"} and all(r["seeds"] == [0] for r in runs.values())
-    assert runs["vanilla"]["delta_map"] == 0 and runs["kd"]["epoch_seconds"] > 0 and runs["kd"]["params"] > 0
-    assert report["teacher"]["map"] >= 0
+    _check_summary(runs, report["teacher"], tiny_data, tmp_path)
+    # the teacher's row is its own validation on the same split, and its real parameter count
+    teacher = YOLO(teacher_pt)
+    val = teacher.val(data=tiny_data, imgsz=64, batch=16, device="cpu", plots=False, verbose=False, split="val", project=str(tmp_path / "tval"))
+    assert report["teacher"]["map"] == pytest.approx(float(val.box.map), abs=1e-9)
+    assert report["teacher"]["map50"] == pytest.approx(float(val.box.map50), abs=1e-9)
+    assert report["teacher"]["params"] == sum(p.numel() for p in teacher.model.parameters())
     table = (tmp_path / "compare.md").read_text()
     assert "| kd | 1 |" in table and "| teacher |" in table
     for png in ("map_per_epoch.png", "final_map.png"):
@@ -38,6 +49,29 @@ def test_compare_end_to_end_and_runs_mode(tiny_data, teacher_pt, tmp_path):
     assert {r["run"] for r in json.loads((again / "compare.json").read_text())["summary"]} == {"vanilla", "kd", "builtin"}
 
 
+def _check_summary(runs: dict, teacher: dict, data: str, project: Path) -> None:
+    """Relations every summary row must satisfy (1 epoch, 1 seed), each of which a wrong summary breaks."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    nc = len(yaml.safe_load(Path(data).read_text())["names"])
+    student_params = sum(p.numel() for p in DetectionModel("yolo11n.yaml", nc=nc, verbose=False).parameters())
+    base = runs["vanilla"]
+    for name, r in runs.items():
+        assert all(math.isfinite(r[k]) for k in ("map", "map50", "epoch_seconds", "train_seconds", "gflops")), (name, r)
+        assert 0 <= r["map"] <= r["map50"] <= 1, name  # mAP50-95 never exceeds mAP50
+        assert r["params"] == student_params, name  # the bare student: no teacher, adapters or projector in best.pt
+        assert r["gflops"] == pytest.approx(base["gflops"], rel=1e-6) and r["epochs"] == 1, name
+        times = [float(row["time"]) for row in csv.DictReader(open(project / f"{name}-seed0" / "results.csv"))]
+        assert r["epoch_seconds"] == r["train_seconds"] == pytest.approx(times[-1]) and len(times) == 1, name
+        assert r["delta_map"] == pytest.approx(r["map"] - base["map"], abs=1e-12), name
+        assert r["time_vs_vanilla"] == pytest.approx(r["train_seconds"] / base["train_seconds"]), name
+        assert r["time_vs_builtin"] == pytest.approx(r["train_seconds"] / runs["builtin"]["train_seconds"]), name
+        gap = teacher["map"] - base["map"]
+        assert (r["gap_closed"] == pytest.approx(r["delta_map"] / gap)) if gap > 0 else math.isnan(r["gap_closed"]), name
+    assert base["delta_map"] == 0.0 and base["time_vs_vanilla"] == 1.0 and runs["builtin"]["time_vs_builtin"] == 1.0
+    assert 0 <= teacher["map"] <= teacher["map50"] <= 1 and teacher["gflops"] > 0
+
+
 def test_failing_run_is_reported_and_others_finish(tiny_data, teacher_pt, tmp_path):
     args = {"epochs": 1, "imgsz": 64, "batch": 16, "device": "cpu", "workers": 0, "plots": False}
     good = cmp.RunSpec("vanilla", 0, "yolo11n.yaml", tiny_data, None, str(tmp_path), args)
@@ -45,7 +79,10 @@ def test_failing_run_is_reported_and_others_finish(tiny_data, teacher_pt, tmp_pa
     for spec in (bad, good):
         cmp.run_one(spec)
     results = [cmp.collect_run(s.run_dir, tiny_data, 64, 16, "cpu") for s in (good, bad)]
-    assert results[0].status == "ok" and results[1].status == "failed" and "feat_loss" not in results[1].error or "unknown" in results[1].error
+    assert results[0].status == "ok" and math.isfinite(results[0].map) and results[0].epochs == 1
+    assert results[1].status == "failed"
+    assert results[1].error == "KDError: unknown feature distillation loss 'nope': choose one of cwd, mgd, mse", results[1].error
+    assert math.isnan(results[1].map) and not (bad.run_dir / "weights" / "best.pt").exists()
     rows = cmp.summarize(results, None)
     table = cmp.markdown_table(rows, None)
     assert "| kd | failed |" in table and "unknown feature distillation loss" in table
