@@ -49,6 +49,10 @@ def test_key_value_equals_flag_form_for_every_kind_of_option():
     assert parse_args(p, ["--map", "best=0.6", "--map", "b.onnx=0.5"]).args.map == ["best=0.6", "b.onnx=0.5"]
     assert parse_args(p, ["--target-flops", "-1"]).args.target_flops == -1.0
     assert parse_args(p, ["--student", "x", "model=x"]).args.student == "x"  # the same value twice is no conflict
+    # one name repeated: the last value wins, as in argparse and Ultralytics (a helper's default, then the user's)
+    assert parse_args(p, ["--target-flops", "0.3", "--target-flops=0.4"]).args.target_flops == 0.4
+    assert parse_args(p, ["model=a", "model=b"]).args.student == "b"
+    assert parse_args(p, ["imgsz=64", "imgsz=128", "--lr0", "1", "--lr0", "2"], passthrough=True).overrides == {"imgsz": 128, "lr0": 2}
     for argv, words in (
         (["--student", "x", "model=y"], "'--student x' and 'model=y' both set --student: give it once"),
         (["--seeds", "0", "seeds=1"], "both set --seeds"),

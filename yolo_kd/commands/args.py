@@ -3,10 +3,11 @@
 Every option of a tool can be given either way: ``--target-flops 0.5``, ``--target-flops=0.5`` and
 ``target_flops=0.5`` are equal; so are ``--seeds 0 1 2`` and ``seeds=0,1,2`` (lists), ``--ablate`` and
 ``ablate=True`` (switches). Other names of one option (``p.add_argument("--student", "--model", ...)``) are
-equal too, so ``model=x`` sets ``--student``. A setting given twice with different values (``--data a data=b``,
-``--student x model=y``), an unknown argument, a bad value or a missing required option is a
-:class:`~yolo_kd.core.errors.KDError`: one line (``yolo_kd: error: ...``, exit 2) through ``run_cli``, no usage
-block, no traceback. Options are never abbreviated (``--res`` is not ``--resume``).
+equal too, so ``model=x`` sets ``--student``. One setting under two names with different values (``--data a data=b``,
+``--student x model=y``) is an error, while one name repeated keeps its last value (``--imgsz 128 --imgsz 320``, as
+in argparse and in Ultralytics' ``key=value``). Every error (such a conflict, an unknown argument, a bad value, a
+missing required option) is a :class:`~yolo_kd.core.errors.KDError`: one line (``yolo_kd: error: ...``, exit 2)
+through ``run_cli``, no usage block, no traceback. Options are never abbreviated (``--res`` is not ``--resume``).
 
 Use it in a command::
 
@@ -101,6 +102,11 @@ def _find_action(parser: argparse.ArgumentParser, name: str) -> argparse.Action 
     return None
 
 
+def _flag_form(opt: str) -> str:
+    """``--kd_cls`` and ``--kd-cls`` are one form of one option."""
+    return "--" + opt.lstrip("-").replace("_", "-")
+
+
 def _as_bool(value: str, spelled: str) -> bool:
     low = value.strip().lower()
     if low in {"true", "1", "yes", ""}:
@@ -159,29 +165,41 @@ def parse_args(
     if "-h" in argv or "--help" in argv:
         parser.print_help()
         raise SystemExit(0)
-    seen: dict[str, tuple[str, Any]] = {}  # dest -> (spelling, comparable value)
+    seen: dict[str, tuple[str, Any, str]] = {}  # dest -> (spelling, comparable value, form)
     given: dict[str, str] = {}
-    tokens: list[str] = []  # the tool's options, in argparse's own form
+    chunks: dict[str, list[str]] = {}  # dest -> its tokens in argparse's own form
     positionals: list[str] = []
-    extra: dict[str, tuple[str, str]] = {}  # Ultralytics key -> (spelling, raw value)
+    extra: dict[str, tuple[str, str, str]] = {}  # Ultralytics key -> (spelling, raw value, form)
 
-    def use(action: argparse.Action, opt: str, values: list[str] | None, spelled: str, short: str) -> None:
+    def use(action: argparse.Action, opt: str, values: list[str] | None, spelled: str, form: str) -> None:
+        """One occurrence of a tool option. ``form`` is how it was named (``--imgsz``, ``imgsz=``): the same form
+        again replaces the earlier value (argparse's and Ultralytics' own rule), another form with another value is
+        a conflict."""
         toks, value = _occurrence(action, opt, values, spelled)
-        if action.dest in seen and not isinstance(action, (argparse._AppendAction, argparse._CountAction)):  # noqa: SLF001
-            before, old = seen[action.dest]
-            if old != value:
-                raise KDError(f"'{before}' and '{spelled}' both set {action.option_strings[0]}: give it once")
+        if isinstance(action, (argparse._AppendAction, argparse._CountAction)):  # noqa: SLF001 (repeatable by design)
+            chunks[f"{action.dest}#{len(chunks)}"] = toks
+            given.setdefault(action.dest, form)
             return
-        seen[action.dest] = (spelled, value)
-        given.setdefault(action.dest, short)
-        tokens.extend(toks)
+        if action.dest in seen:
+            before, old, old_form = seen[action.dest]
+            if old_form != form and old != value:
+                raise KDError(f"'{before}' and '{spelled}' both set {action.option_strings[0]}: give it once")
+            if old_form != form:
+                return
+        seen[action.dest] = (spelled, value, form)
+        given[action.dest] = form if form.startswith("-") else spelled
+        chunks[action.dest] = toks
 
-    def add_extra(key: str, value: str, spelled: str, short: str) -> None:
+    def add_extra(key: str, value: str, spelled: str, form: str) -> None:
         key = key.replace("-", "_")
-        if key in extra and smart(extra[key][1]) != smart(value):
-            raise KDError(f"'{extra[key][0]}' and '{spelled}' both set {key}: give it once")
-        extra[key] = (spelled, value)
-        given.setdefault(key, short)
+        if key in extra:
+            before, old, old_form = extra[key]
+            if old_form != form and smart(old) != smart(value):
+                raise KDError(f"'{before}' and '{spelled}' both set {key}: give it once")
+            if old_form != form:
+                return
+        extra[key] = (spelled, value, form)
+        given[key] = form if form.startswith("-") else spelled
 
     i = 0
     while i < len(argv):
@@ -202,7 +220,7 @@ def parse_args(
                     value, i = argv[i], i + 1
                 else:
                     value = "True"
-                add_extra(opt[2:], value, f"{opt} {value}" if not eq else tok, opt)
+                add_extra(opt[2:], value, f"{opt} {value}" if not eq else tok, _flag_form(opt))
                 continue
             opt = action.option_strings[0] if action.option_strings else opt
             values: list[str] | None
@@ -224,21 +242,21 @@ def parse_args(
                     values.append(argv[i])
                     i += 1
             spelled = tok if eq or values is None else f"{tok} {' '.join(values)}"
-            use(action, opt, values, spelled, tok.partition("=")[0])
+            use(action, opt, values, spelled, _flag_form(tok.partition("=")[0]))
         elif _KEY_VALUE.match(tok):
             key, _, value = tok.partition("=")
             action = _find_action(parser, f"--{key}")
             if action is None:
                 if not passthrough:
                     parser.error(f"unknown argument '{tok}'")
-                add_extra(key, value, tok, tok)
+                add_extra(key, value, tok, f"{key.replace('-', '_')}=")
                 continue
             lists = action.nargs in ("+", "*") or (isinstance(action.nargs, int) and action.nargs > 1)
-            use(action, action.option_strings[0], _split_list(value) if lists else [value], tok, tok)
+            use(action, action.option_strings[0], _split_list(value) if lists else [value], tok, f"{key.replace('-', '_')}=")
         else:
             positionals.append(tok)
-    args = parser.parse_args(positionals + tokens)
-    overrides = ultralytics_overrides({k: v for k, (_, v) in extra.items()}, reserved) if extra else {}
+    args = parser.parse_args(positionals + [t for toks in chunks.values() for t in toks])
+    overrides = ultralytics_overrides({k: v for k, (_, v, _) in extra.items()}, reserved) if extra else {}
     return Parsed(args, overrides, given)
 
 
