@@ -5,6 +5,7 @@ Everything runs offline on the CPU: models are built from YAML, data comes from 
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -30,3 +31,25 @@ def teacher_pt(tiny_data, tmp_path_factory):
     project = tmp_path_factory.mktemp("teacher_runs")
     YOLO("yolo11n.yaml").train(data=tiny_data, epochs=1, project=str(project), name="teacher", **TRAIN_ARGS)
     return str(project / "teacher" / "weights" / "best.pt")
+
+
+class _Warnings(logging.Handler):
+    """Collects the warnings Ultralytics' (non-propagating) logger emits."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def warnings_seen():
+    """Messages of the warnings Ultralytics' logger (which yolo_kd's training code uses) emits during the test."""
+    from ultralytics.utils import LOGGER
+
+    handler = _Warnings()
+    LOGGER.addHandler(handler)
+    yield handler.messages
+    LOGGER.removeHandler(handler)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,32 +12,10 @@ import yaml
 
 import yolo_kd
 from yolo_kd.core.errors import KDError
-from yolo_kd.distill.trainer import kd_state_of
 
 from .conftest import TRAIN_ARGS
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class _Warnings(logging.Handler):
-    """Collects the warnings Ultralytics' (non-propagating) logger emits."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def warnings_seen():
-    from ultralytics.utils import LOGGER
-
-    handler = _Warnings()
-    LOGGER.addHandler(handler)
-    yield handler.messages
-    LOGGER.removeHandler(handler)
 
 
 def _no_weights(project: Path) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import logging
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +13,6 @@ import torch
 from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
-from yolo_kd.distill.config import load_kd_config
 from yolo_kd.distill.model import KDModel
 from yolo_kd.distill.schedule import distill_multiplier
 from yolo_kd.distill.teacher import Teacher, native_bf16_cpu, resolve_precision
@@ -30,25 +28,6 @@ def _net(cfg: str, seed: int) -> DetectionModel:
     with torch.no_grad():  # non-trivial BN statistics
         m.train()(torch.rand(4, 3, 64, 64))
     return m.eval()
-
-
-class _Warnings(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def warnings_seen():
-    from ultralytics.utils import LOGGER
-
-    handler = _Warnings()
-    LOGGER.addHandler(handler)
-    yield handler.messages
-    LOGGER.removeHandler(handler)
 
 
 def test_teacher_precision_is_its_own_under_the_trainers_autocast():
