@@ -31,3 +31,24 @@ def test_last10_gain_is_the_plateau_criterion():
     flat = [0.5] * 20 + [0.503, 0.501] + [0.5] * 8
     assert last10_gain(flat) == pytest.approx(0.003)  # under 0.5 point: a plateau
     assert last10_gain([0.1] * 10) != last10_gain([0.1] * 10)  # too short to tell: NaN
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(tmp_path):
+    import torch
+
+    from yolo_kd.evidence.compare import RunSpec, interrupted_checkpoint
+
+    spec = RunSpec("kd", 0, "yolo11n.yaml", "data.yaml", "t.pt", str(tmp_path), {"epochs": 10})
+    assert interrupted_checkpoint(spec) is None  # never started
+    last = spec.run_dir / "weights" / "last.pt"
+    last.parent.mkdir(parents=True)
+    torch.save({"epoch": 3}, last)
+    assert interrupted_checkpoint(spec) == last  # stopped after epoch 4 of 10: resume
+    torch.save({"epoch": 9}, last)
+    assert interrupted_checkpoint(spec) is None  # its last epoch was saved: nothing to resume
+    torch.save({"epoch": 3}, last)
+    (spec.run_dir / "run_result.json").write_text('{"status": "failed", "error": "x", "peak_mem_gb": 0}')
+    assert interrupted_checkpoint(spec) is None  # the run ended (here: failed); it is not resumed
+    last.write_bytes(b"truncated")
+    (spec.run_dir / "run_result.json").unlink()
+    assert interrupted_checkpoint(spec) is None  # unreadable: trained again from the start

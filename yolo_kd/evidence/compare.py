@@ -93,8 +93,34 @@ def plan_runs(
 
 
 # ----- one run (executed in a subprocess by ``run_one``) -----
+def interrupted_checkpoint(spec: RunSpec) -> Path | None:
+    """``last.pt`` of a run of ``spec`` that was stopped before its last epoch (killed, machine restarted), else None."""
+    last = spec.run_dir / "weights" / "last.pt"
+    if not last.exists() or (spec.run_dir / "run_result.json").exists():
+        return None
+    from ..core.checkpoints import load_checkpoint_dict
+
+    try:
+        epoch = int(load_checkpoint_dict(last).get("epoch", -1))
+    except Exception:  # unreadable (cut off while written): train again from the start
+        return None
+    return last if 0 <= epoch < int(spec.train_args.get("epochs", 0)) - 1 else None
+
+
 def _train(spec: RunSpec) -> None:
     common = {**spec.train_args, "data": spec.data, "seed": spec.seed, "project": spec.project, "name": spec.name, "exist_ok": True}
+    last = interrupted_checkpoint(spec)
+    if last is not None:  # continue the interrupted run where its last.pt stopped, with the settings it started with
+        print(f"{spec.name}: resuming the interrupted run from {last}")
+        if spec.variant in ("vanilla", EQUAL_TIME, "builtin"):
+            from ultralytics import YOLO
+
+            YOLO(str(last)).train(resume=True)
+        else:
+            from ..api import train
+
+            train(str(last), data=spec.data, resume=str(last))
+        return
     if spec.variant in ("vanilla", EQUAL_TIME):
         from ultralytics import YOLO
 
