@@ -134,8 +134,10 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_video(model, tmp_path, monkeypatch, 
 
 def test_bad_input_gives_one_line(model, video, tmp_path):
     def fails(*argv: str) -> str:
+        base = {"--model": str(model), "--source": str(video)}
+        base = [t for k, v in base.items() if k not in argv for t in (k, v)]  # the test's own value replaces the default
         with pytest.raises(KDError) as e:
-            main(["--model", str(model), "--source", str(video), "--headless", *argv])
+            main([*base, "--headless", *argv])
         assert "\n" not in str(e.value)
         return str(e.value)
 
@@ -151,6 +153,7 @@ def test_bad_input_gives_one_line(model, video, tmp_path):
     not_video = tmp_path / "clip.mp4"
     not_video.write_text("not a video")
     assert "cannot read video" in fails("--source", str(not_video))
+    assert "both set --model" in fails(f"model={broken}")  # key=value is the same option as --model: one value
 
 
 def test_script_reports_missing_camera_in_one_line(model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -77,16 +78,13 @@ def _iou(a, b):
     return inter / (a[:, 2:].prod(1) + b[:, 2:].prod(1) - inter)
 
 
-def test_int8_detections_agree_with_fp32(exported, trained):
-    _, data = trained
-    files = sorted((data.parent / "images" / "val").glob("*.png"))
-    fp32, int8 = _session(exported.fp32_onnx), _session(exported.int8_onnx)
-    name = fp32.get_inputs()[0].name
+def _agreement(fp32_run, int8_run, files) -> None:
+    """INT8 outputs match FP32's on the most confident candidates: boxes, classes where FP32 is clear, scores."""
     ious, same_cls, margins, dscore, spread = [], [], [], [], []
     for f in files:
         x = letterbox_tensor(cv2.imread(str(f)), IMGSZ)
         assert x.shape == (1, 3, IMGSZ, IMGSZ) and 0 <= x.min() and x.max() <= 1
-        p, q = fp32.run(None, {name: x})[0][0], int8.run(None, {name: x})[0][0]  # (4 + nc, anchors)
+        p, q = fp32_run(x)[0], int8_run(x)[0]  # (4 + nc, anchors)
         assert p.shape == q.shape and np.isfinite(q).all()
         top = np.argsort(-p[4:].max(0))[:20]  # the 20 most confident FP32 candidates, matched by anchor
         ious += list(_iou(p[:4, top].T, q[:4, top].T))
@@ -101,6 +99,17 @@ def test_int8_detections_agree_with_fp32(exported, trained):
     # random class projections are near ties; where FP32 has a clear winner, INT8 mostly picks the same class
     assert same_cls[margins > 0.02].mean() > 0.6
     assert np.median(dscore) < 0.03 and np.percentile(dscore, 90) < 0.15  # scores close, not rounded to zero
+
+
+def _ort(path):
+    session = _session(path)
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x})[0]
+
+
+def test_int8_detections_agree_with_fp32(exported, trained):
+    _, data = trained
+    _agreement(_ort(exported.fp32_onnx), _ort(exported.int8_onnx), sorted((data.parent / "images" / "val").glob("*.png")))
 
 
 def test_outputs_and_metadata(exported):
@@ -129,12 +138,28 @@ def test_float_kept_nodes_are_float(exported):
     for name in exported.float_nodes["dfl"]:
         assert nodes[name].op_type not in {"QuantizeLinear", "DequantizeLinear"}
         assert all(i not in producer or producer[i].op_type != "DequantizeLinear" for i in nodes[name].input)
-    # after onnxruntime's optimisation the float-kept convs are float kernels and the rest is INT8
+    # after onnxruntime's optimisation the float-kept convs are float kernels and every other conv is INT8
     share = kernel_share(exported.int8_onnx)
     kinds = {c.name: c.kind for c in share.convs}
-    assert all(kinds[h] != "int8" for h in heads)
-    assert share.n_int8 == share.n_conv - len(heads) - 1  # every conv but the 6 head convs and the DFL conv
-    assert share.int8_mac_share > 0.9
+    kept = _kept_convs(exported.float_nodes, kinds)
+    assert len(kept) == 7 and all(kinds[n] != "int8" for n in kept)  # 6 head convs + the DFL conv
+    _assert_int8_share(share.summary(), kept, exported.fp32_onnx)
+
+
+def _kept_convs(float_nodes: dict[str, list[str]], convs) -> set[str]:
+    """The convolutions among the float-kept nodes (the 6 head convs and the DFL conv of a yolo11n)."""
+    return {n for group in float_nodes.values() for n in group if n in convs}
+
+
+def _assert_int8_share(summary: dict, kept: set[str], fp32_onnx) -> None:
+    """INT8 share bounds computed from the graph, not counts that move with the onnxruntime version: (nearly) every
+    conv outside the float-kept decode runs INT8, by count and by MACs."""
+    macs = conv_macs(onnx.load(str(fp32_onnx)))
+    quantizable = sum(m for n, m in macs.items() if n not in kept) / sum(macs.values())
+    assert summary["convs"] == len(macs)
+    assert summary["int8"] <= len(macs) - len(kept)
+    assert summary["int8"] >= 0.9 * (len(macs) - len(kept))
+    assert summary["int8_mac_share"] >= 0.97 * quantizable
 
 
 def test_float_node_groups_on_fp32(exported):
@@ -285,15 +310,19 @@ def test_command_writes_report(trained, tmp_path, capsys):
     from yolo_kd.commands.export_int8 import main
 
     model, data = trained
-    code = run_cli(main, ["--model", str(model), "--data", str(data), "--imgsz", str(IMGSZ - 30), "--calib-images", "8",
-                          "--out-dir", str(tmp_path), "--no-peer", "--no-map", "--latency-seconds", "0.3"])
+    code = run_cli(main, ["--model", str(model), f"data={data}", "--imgsz", str(IMGSZ - 30), "--calib-images", "8",
+                          "--out-dir", str(tmp_path), "--no-peer", "--no-map", "--latency-seconds", "0.3",
+                          "backend=onnxruntime"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "| FP32 ONNX |" in out and "| yolo_kd INT8 |" in out and "81/88" in out
     report = json.loads((tmp_path / "last_int8_report.json").read_text())
     fp32, int8 = report["rows"]
-    assert int8["int8_convs"] == 81 and fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
-    assert int8["latency_ms"] > 0 and "latency <= 0.5x FP32" in report["targets"]
+    kept = _kept_convs(report["export"]["float_nodes"], conv_macs(onnx.load(str(tmp_path / "last_fp32.onnx"))))
+    _assert_int8_share(int8["kernels"], kept, tmp_path / "last_fp32.onnx")
+    assert "| FP32 ONNX | onnxruntime |" in out and "| yolo_kd INT8 ONNX | onnxruntime |" in out
+    assert f"{int8['int8_convs']}/{int8['convs']}" in out
+    assert fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
+    assert int8["latency_ms"] > 0 and "onnxruntime INT8 latency <= 0.5x FP32" in report["targets"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last_fp32.onnx", "last_int8.onnx", "last_int8_report.json"]
     assert f"at {IMGSZ}px" in out  # --imgsz 98 was rounded up to the stride multiple 128, with a warning
 
@@ -303,16 +332,179 @@ def test_report_table_and_targets():
     from yolo_kd.quantize.report import ModelRow, markdown_table
 
     rows = [
-        ModelRow("FP32 ONNX", "a", 10.0, 88, 0, 0.0, 40.0, 44.0, 0.60, 0.4400),
-        ModelRow("yolo_kd INT8", "b", 3.0, 88, 81, 0.988, 20.0, 22.0, 0.60, 0.4360),
-        ModelRow("Ultralytics quantize=8", error="unavailable: No module named 'x'"),
+        ModelRow("FP32 ONNX", "a", 10.0, 88, 0, 0.0, 40.0, 44.0, 0.60, 0.4400, role="fp32_ort"),
+        ModelRow("yolo_kd INT8 ONNX", "b", 3.0, 88, 81, 0.988, 20.0, 22.0, 0.60, 0.4360, role="int8_ort"),
+        ModelRow("Ultralytics ONNX quantize=8", error="unavailable: No module named 'x'", role="peer_ort"),
     ]
     table = markdown_table(rows)
-    assert "| yolo_kd INT8 | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
-    assert "| Ultralytics quantize=8 | unavailable: No module named 'x' |" in table
+    assert "| yolo_kd INT8 ONNX | onnxruntime | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
+    assert "| Ultralytics ONNX quantize=8 | onnxruntime | unavailable: No module named 'x' |" in table
     verdict = targets(rows)
-    assert verdict["latency <= 0.5x FP32"] == (True, "0.50x")
-    assert verdict["mAP50-95 drop <= 0.5 points"] == (True, "+0.40 points")
-    assert "better than Ultralytics quantize=8" not in verdict  # no peer numbers, no verdict
-    rows[2] = ModelRow("Ultralytics quantize=8", "c", 2.9, 88, 10, 0.02, 60.0, 66.0, 0.61, 0.4380)
-    assert targets(rows)["better than Ultralytics quantize=8"][0] is False  # faster but less accurate
+    assert verdict["onnxruntime INT8 latency <= 0.5x FP32"] == (True, "0.50x")
+    assert verdict["onnxruntime INT8 mAP50-95 drop <= 0.5 points"] == (True, "+0.40 points")
+    assert not any("Ultralytics" in k or "best CPU path" in k for k in verdict)  # no peer / OpenVINO numbers, no verdict
+    rows[2] = ModelRow("Ultralytics ONNX quantize=8", "c", 2.9, 88, 10, 0.02, 60.0, 66.0, 0.61, 0.4380, role="peer_ort")
+    assert targets(rows)["onnxruntime INT8 better than Ultralytics quantize=8"][0] is False  # faster, less accurate
+    # issue 17: the fastest of our INT8 models against onnxruntime FP32 and Ultralytics' OpenVINO INT8
+    rows += [ModelRow("FP32 IR", "d", 10.0, 88, 0, 0.0, 30.0, 33.0, 0.60, 0.4400, backend="openvino", role="fp32_ov"),
+             ModelRow("yolo_kd INT8 IR", "e", 3.0, 88, 80, 0.98, 11.0, 12.0, 0.60, 0.4390, backend="openvino", role="int8_ov"),
+             ModelRow("Ultralytics OpenVINO INT8", "f", 3.0, 88, 86, 0.99, 12.0, 13.0, 0.59, 0.4300, backend="openvino",
+                      role="peer_ov")]
+    verdict = targets(rows)
+    best = "best CPU path (yolo_kd INT8 IR, openvino)"
+    assert verdict[f"{best} latency <= Ultralytics OpenVINO INT8"] == (True, "11.0 vs 12.0 ms")
+    assert verdict[f"{best} latency <= 0.30x onnxruntime FP32"] == (True, "0.28x")
+    assert verdict[f"{best} mAP50-95 drop <= 0.3 points vs FP32"] == (True, "+0.10 points")
+    assert verdict[f"{best} mAP50-95 >= Ultralytics OpenVINO INT8"] == (True, "0.4390 vs 0.4300")
+
+
+# ------------------------------------------------------------------------------------ OpenVINO (NNCF) export
+@pytest.fixture(scope="module")
+def exported_ov(trained, tmp_path_factory):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    model, data = trained
+    out = tmp_path_factory.mktemp("export_ov")
+    return export_int8(model, data, imgsz=IMGSZ, calib_images=16, out_dir=out, method="minmax", backend="openvino")
+
+
+def _ov(folder):
+    from yolo_kd.quantize.openvino_ir import compile_for_cpu
+
+    compiled = compile_for_cpu(folder, 1)[0]
+    return lambda x: compiled({0: x})[0]
+
+
+def test_openvino_int8_agrees_with_fp32(exported_ov, trained):
+    _, data = trained
+    _agreement(_ort(exported_ov.fp32_onnx), _ov(exported_ov.openvino_int8),
+               sorted((data.parent / "images" / "val").glob("*.png")))
+    x = letterbox_tensor(cv2.imread(str(sorted((data.parent / "images" / "val").glob("*.png"))[0])), IMGSZ)
+    np.testing.assert_allclose(_ov(exported_ov.openvino_fp32)(x), _ort(exported_ov.fp32_onnx)(x), rtol=1e-3, atol=1e-3)
+
+
+def test_openvino_outputs_decode_float_and_int8_share(exported_ov):
+    from ultralytics import YOLO
+
+    from yolo_kd.deploy.runtime import Detector
+    from yolo_kd.quantize.openvino_graph import conv_macs as ov_conv_macs
+    from yolo_kd.quantize.openvino_graph import runtime_share
+
+    out = exported_ov.fp32_onnx.parent
+    assert exported_ov.backends == ("openvino",) and exported_ov.int8_onnx is None
+    assert sorted(p.name for p in out.iterdir()) == ["last_fp32.onnx", "last_fp32_openvino_model", "last_int8_openvino_model"]
+    for folder, stem in ((exported_ov.openvino_fp32, "last_fp32"), (exported_ov.openvino_int8, "last_int8")):
+        assert sorted(p.name for p in folder.iterdir()) == [f"{stem}.bin", f"{stem}.xml", "metadata.yaml"]
+    size = lambda d: sum(f.stat().st_size for f in d.iterdir())  # noqa: E731
+    assert size(exported_ov.openvino_int8) < 0.45 * size(exported_ov.openvino_fp32)
+    # the same decode groups as the ONNX path, found on OpenVINO's graph (its names carry a /WithoutBiases suffix)
+    onnx_heads = float_node_groups(onnx.load(str(exported_ov.fp32_onnx)))["head"]
+    ov_heads = exported_ov.openvino_float_nodes["head"]
+    assert len(ov_heads) == 6 and all(any(h.startswith(o) for o in onnx_heads) for h in ov_heads)
+    # in OpenVINO's runtime graph the float-kept convs execute in f32 and (nearly) every other conv in INT8
+    share = runtime_share(exported_ov.openvino_int8)
+    kinds = {c.name: c.kind for c in share.convs}
+    kept = _kept_convs(exported_ov.openvino_float_nodes, kinds)
+    assert len(kept) == 7 and all(kinds[n] == "float" for n in kept)
+    assert share.summary() == exported_ov.openvino_kernels
+    import openvino as ov
+
+    macs = ov_conv_macs(ov.Core().read_model(str(next(exported_ov.openvino_int8.glob("*.xml")))))
+    quantizable = sum(m for n, m in macs.items() if n not in kept) / sum(macs.values())
+    assert share.n_conv == len(macs) and share.n_int8 >= 0.9 * (len(macs) - len(kept))
+    assert share.int8_mac_share >= 0.97 * quantizable
+    assert runtime_share(exported_ov.openvino_fp32).n_int8 == 0
+    # Ultralytics and the torch-free runtime read the IR's metadata
+    names = YOLO(str(exported_ov.openvino_int8), task="detect").names
+    assert Detector(exported_ov.openvino_int8).names == names and len(names) == 80
+
+
+def test_openvino_not_installed_is_one_line(trained, tmp_path, monkeypatch, capsys):
+    from yolo_kd.commands.export_int8 import main
+    from yolo_kd.quantize.openvino_ir import export_backends
+
+    model, data = trained
+    monkeypatch.setitem(__import__("sys").modules, "nncf", None)  # import nncf raises ImportError
+    assert export_backends("auto") == ("onnxruntime",)
+    code = run_cli(main, [f"model={model}", f"data={data}", "backend=openvino", "--out-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and 'pip install -e ".[openvino]"' in err
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(KDError, match="unknown backend"):
+        export_backends("tensorrt")
+
+
+def test_failed_export_leaves_no_file(trained, tmp_path, monkeypatch):
+    import yolo_kd.quantize.ptq as ptq
+
+    model, data = trained
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated failure after the models were written")
+
+    monkeypatch.setattr(ptq, "kernel_share", boom)  # after the FP32 and INT8 ONNX files exist
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_int8(model, data, imgsz=64, calib_images=4, out_dir=tmp_path / "ort", method="minmax", backend="onnxruntime")
+    assert list((tmp_path / "ort").iterdir()) == []
+    if importlib.util.find_spec("nncf") is None:
+        return
+    import yolo_kd.quantize.openvino_ir as ovir
+
+    monkeypatch.setattr(ovir, "runtime_share", boom)  # after both IR folders exist
+    with pytest.raises(RuntimeError, match="simulated"):
+        export_int8(model, data, imgsz=64, calib_images=4, out_dir=tmp_path / "ov", backend="openvino")
+    assert list((tmp_path / "ov").iterdir()) == []
+
+
+# --------------------------------------------------------------- issue 13: degenerate tensors in calibration
+def _near_constant_model(path: Path) -> Path:
+    """images (1,3,16,16) -> x * 3e-4 + 1000 (values a few float32 steps apart) -> 1x1 conv -> out."""
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.3, (4, 3, 1, 1)).astype(np.float32), "w")
+    scale = numpy_helper.from_array(np.array(3e-4, np.float32), "scale")
+    offset = numpy_helper.from_array(np.array(1000.0, np.float32), "offset")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["images", "scale"], ["small"], name="mul"),
+         helper.make_node("Add", ["small", "offset"], ["flat"], name="add"),
+         helper.make_node("Conv", ["flat", "w"], ["out"], name="conv")],
+        "near_constant",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 16, 16])],
+        [w, scale, offset],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_degenerate_tensor_falls_back_to_minmax(tmp_path):
+    fp32 = _near_constant_model(tmp_path / "flat.onnx")
+    files = []
+    for i in range(4):
+        files.append(tmp_path / f"{i}.png")
+        cv2.imwrite(str(files[-1]), np.random.default_rng(i).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    fallen: list[str] = []
+    out = tmp_path / "flat_int8.onnx"
+    quantize_onnx(fp32, out, files, 16, method="percentile", keep_float="none", fallback=fallen)
+    assert "flat" in fallen  # the near-constant tensor, calibrated with MinMax; the run did not end in a traceback
+    x = letterbox_tensor(cv2.imread(str(files[0])), 16)
+    p, q = _ort(fp32)(x), _ort(out)(x)
+    assert np.isfinite(q).all() and np.abs(p - q).max() < 0.02 * np.abs(p).max()
+
+
+def test_untrained_model_exports(tmp_path, trained, capsys):
+    """Issue 13: an untrained yolo11n (constant activations) under the default percentile calibration."""
+    from ultralytics import YOLO
+
+    from yolo_kd.commands.export_int8 import main
+
+    _, data = trained
+    YOLO("yolo11n.yaml").save(str(tmp_path / "raw.pt"))
+    code = run_cli(main, ["--model", str(tmp_path / "raw.pt"), "--data", str(data), "--imgsz", "64", "--calib-images", "8",
+                          "--backend", "onnxruntime", "--no-peer", "--no-map", "--latency-seconds", "0.2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Traceback" not in captured.err
+    warning = [line for line in captured.out.splitlines() if "degenerate range" in line]
+    assert len(warning) == 1 and "calibrated with minmax instead of percentile" in warning[0]
+    assert (tmp_path / "raw_int8.onnx").is_file()

@@ -1,6 +1,7 @@
-"""``tools/bench_latency.py`` / ``yolo-kd bench``: latency of .pt and .onnx detectors, side by side.
+"""``tools/bench_latency.py`` / ``yolo-kd bench``: latency of .pt, .onnx and OpenVINO detectors, side by side.
 
     python tools/bench_latency.py best.pt best_fp32.onnx best_int8.onnx --imgsz 640 --threads 2
+    python tools/bench_latency.py best_fp32.onnx@onnxruntime best_fp32.onnx@openvino best_int8_openvino_model threads=2
 
 Batch 1, the same letterbox preprocessing and NMS postprocessing for every model, stages timed separately,
 models interleaved round-robin. Prints a markdown table and writes ``latency.json``, ``latency.md`` and, when mAP
@@ -17,15 +18,23 @@ import cv2
 
 from ..core.errors import KDError
 from ..data.synthetic import make_frame
+from ..deploy.backends import BACKENDS
 from ..deploy.latency import run_benchmark
 from ..deploy.latency_report import header, markdown_table, parse_map_pairs, write_report
+from .args import ArgParser
+from .args import parse_args as parse_tool_args
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench_latency", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Latency of .pt and .onnx detectors, side by side (batch 1, per stage).",
-                                epilog="example:\n" + __doc__.split("\n\n")[1])
-    p.add_argument("models", nargs="+", help=".pt and/or .onnx files; the first is the reference for speed-ups")
+    p = ArgParser(prog="bench_latency", formatter_class=argparse.RawDescriptionHelpFormatter,
+                  description="Latency of .pt, .onnx and OpenVINO detectors, side by side (batch 1, per stage). "
+                              "Every option also works as key=value (model=a.onnx,b.onnx imgsz=640 threads=2).",
+                  epilog="examples:\n" + __doc__.split("\n\n")[1])
+    p.add_argument("models", nargs="*", help=".pt, .onnx files and/or *_openvino_model folders; the first is the "
+                   "reference for speed-ups; 'x.onnx@openvino' / 'x.onnx@onnxruntime' picks the runtime of one model")
+    p.add_argument("--model", nargs="+", default=[], dest="more_models", help="more models (also model=a,b)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="runtime of .onnx models: auto (OpenVINO on x86 when installed), onnxruntime or openvino")
     p.add_argument("--imgsz", type=int, default=640, help="network input size (default 640; fixed ONNX must match)")
     p.add_argument("--threads", type=int, help="CPU threads for onnxruntime, torch and OpenCV (default: libraries')")
     p.add_argument("--device", help="torch device for .pt models (default: cuda:0 if available, else cpu)")
@@ -38,7 +47,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--conf", type=float, default=0.25, help="confidence threshold used by postprocessing")
     p.add_argument("--map", action="append", metavar="NAME=VALUE", help="mAP50-95 of a model, e.g. best.onnx=0.61")
     p.add_argument("--out", default="runs/latency", help="output folder (default runs/latency)")
-    return p.parse_args(argv)
+    args = parse_tool_args(p, argv).args
+    args.models = list(args.models) + list(args.more_models)
+    if not args.models:
+        raise KDError("no model given: pass one or more .pt / .onnx files or *_openvino_model folders (see bench_latency --help)")
+    return args
 
 
 def _frame(args: argparse.Namespace):
@@ -64,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"timing {len(args.models)} model(s), batch 1, imgsz {args.imgsz}: {args.warmup} warm-up frames, then "
           f">= {args.min_runs} frames and >= {args.min_seconds:g} s each, round-robin...", file=sys.stderr)
     report = run_benchmark(args.models, _frame(args), args.imgsz, args.threads, args.warmup, args.min_runs,
-                           args.min_seconds, args.chunk, args.conf, args.device, maps)
+                           args.min_seconds, args.chunk, args.conf, args.device, maps, backend=args.backend)
     paths = write_report(report, args.out)
     print(header(report) + "\n\n" + markdown_table(report["models"]) + "\n")
     print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -1,8 +1,9 @@
-"""``tools/camera.py`` / ``yolo-kd camera``: run an ONNX detector on a camera, video, image folder or stream.
+"""``tools/camera.py`` / ``yolo-kd camera``: run an ONNX or OpenVINO detector on a camera, video, image folder or stream.
 
     python tools/camera.py --model best_int8.onnx --source 0                      # webcam window
     python tools/camera.py --model best_int8.onnx --source clip.mp4 --save out.mp4
     python tools/camera.py --model best_int8.onnx --source rtsp://cam/stream --headless | my_consumer
+    python tools/camera.py model=best_int8_openvino_model source=0 backend=openvino
 
 Draws boxes, labels and an FPS overlay (OpenCV only); ``--save`` writes the annotated video; ``--headless`` opens no
 window and prints one JSON line per frame on stdout. Messages go to stderr. Torch is never imported.
@@ -22,18 +23,22 @@ import cv2
 
 from ..core.errors import KDError
 from ..core.files import atomic_path
+from ..deploy.backends import BACKENDS
 from ..deploy.runtime import Detector
 from ..deploy.video import (Frame, draw_detections, draw_overlay, display_unavailable, log_stderr, open_source,
-                        open_writer)
+                            open_writer)
+from .args import ArgParser
+from .args import parse_args as parse_tool_args
 
 WINDOW = "yolo_kd"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="camera", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                description="Run an ONNX detector on a camera, video file, image folder or stream URL.",
-                                epilog="examples:\n" + __doc__.split("\n\n")[1])
-    p.add_argument("--model", required=True, help="exported detection model (.onnx, FP32 or INT8)")
+    p = ArgParser(prog="camera", formatter_class=argparse.RawDescriptionHelpFormatter,
+                  description="Run an ONNX or OpenVINO detector on a camera, video file, image folder or stream URL. "
+                              "Every option also works as key=value (model=best.onnx source=0).",
+                  epilog="examples:\n" + __doc__.split("\n\n")[1])
+    p.add_argument("--model", required=True, help="exported detection model: .onnx (FP32 or INT8) or *_openvino_model folder")
     p.add_argument("--source", required=True, help="camera index (0), video file, image folder/file or stream URL")
     p.add_argument("--save", help="write the annotated video here (.mp4, .avi or .mkv)")
     p.add_argument("--headless", action="store_true", help="no window: print one JSON line per frame on stdout")
@@ -41,10 +46,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--max-det", type=int, default=300, help="maximum detections per frame (default 300)")
     p.add_argument("--imgsz", type=int, help="input size for dynamic-shape models (fixed models use their own)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: onnxruntime's choice)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's choice)")
+    p.add_argument("--backend", choices=BACKENDS, default="auto",
+                   help="auto (OpenVINO on x86 when installed, and for IR folders), onnxruntime or openvino")
     p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: whole source)")
     p.add_argument("--fps", type=float, help="frame rate of the saved video (default: the source's, else 30)")
-    return p.parse_args(argv)
+    return parse_tool_args(p, argv).args
 
 
 class Stats:
@@ -87,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_det < 1 or args.max_frames < 0 or (args.threads is not None and args.threads < 1):
         raise KDError("--max-det and --threads must be >= 1 and --max-frames >= 0: fix the value")
     detector = Detector(args.model, conf=args.conf, iou=args.iou, max_det=args.max_det, imgsz=args.imgsz,
-                        threads=args.threads)
+                        threads=args.threads, backend=args.backend)
     source = open_source(args.source)
     show = not args.headless
     if show and (reason := display_unavailable()):

@@ -24,6 +24,7 @@ from ..core.timing import summarize, time_callable
 from .latency_report import attach_map, check_map_names, machine_info
 from .latency_report import (  # noqa: F401 (the report's names, importable from here as from 0.1's yolo_kd.latency)
     MAP_COLUMN, header, map_from_run, markdown_table, pareto_front, parse_map_pairs, plot_latency_vs_map, write_report)
+from .backends import BACKENDS, is_ir
 from .runtime import Detections, Detector, Letterbox, letterbox, postprocess_output, to_blob
 
 STAGES = ("pre", "infer", "post")
@@ -70,18 +71,28 @@ class TorchModel:
         return postprocess_output(raw, lb, self.conf, self.iou, self.max_det, self.end2end, len(self.names))
 
 
+def split_backend(spec: str | Path) -> tuple[Path, str | None]:
+    """``"best.onnx@openvino"`` -> (Path("best.onnx"), "openvino"); a path without ``@<backend>`` -> (path, None)."""
+    text = str(spec)
+    path, sep, backend = text.rpartition("@")
+    if sep and backend in BACKENDS and not Path(text).exists():
+        return Path(path), backend
+    return Path(text), None
+
+
 def load_model(path: str | Path, imgsz: int = 640, threads: int | None = None, conf: float = 0.25,
-               device: str | None = None):
-    """A ``.onnx`` file -> :class:`Detector`; a ``.pt`` file -> :class:`TorchModel`."""
-    path = Path(path)
-    if not path.is_file():
-        raise KDError(f"model '{path}' not found: pass .pt or .onnx files, e.g. runs/detect/train/weights/best.pt")
+               device: str | None = None, backend: str = "auto"):
+    """A ``.onnx`` file or OpenVINO IR -> :class:`Detector` (on ``backend``, or the ``@backend`` the path ends
+    with); a ``.pt`` file -> :class:`TorchModel`."""
+    path, chosen = split_backend(path)
+    if not path.exists():
+        raise KDError(f"model '{path}' not found: pass .pt, .onnx or *_openvino_model paths, e.g. runs/detect/train/weights/best.pt")
     suffix = path.suffix.lower()
     if suffix == ".pt":
         return TorchModel(path, imgsz, conf=conf, device=device)
-    if suffix == ".onnx":
-        return Detector(path, conf=conf, imgsz=imgsz, threads=threads)
-    raise KDError(f"'{path.name}' is not a .pt or .onnx model: the benchmark times PyTorch and ONNX models")
+    if suffix == ".onnx" or is_ir(path):
+        return Detector(path, conf=conf, imgsz=imgsz, threads=threads, backend=chosen or backend)
+    raise KDError(f"'{path.name}' is not a .pt, .onnx or OpenVINO model: the benchmark times PyTorch, ONNX and OpenVINO models")
 
 
 def set_threads(threads: int | None) -> dict:
@@ -101,6 +112,9 @@ def set_threads(threads: int | None) -> dict:
 
 def precision_of(path: Path) -> str:
     """'int8' (quantised ops), 'fp16' (half weights or input) or 'fp32'; 'fp32' for .pt, '?' if unreadable."""
+    path = split_backend(path)[0]
+    if is_ir(path):
+        return _ir_precision(path)
     if path.suffix.lower() != ".onnx":
         return "fp32"
     try:
@@ -116,6 +130,18 @@ def precision_of(path: Path) -> str:
             i.type.tensor_type.elem_type == half for i in graph.input):
         return "fp16"
     return "fp32"
+
+
+def _ir_precision(path: Path) -> str:
+    """'int8' for an IR with FakeQuantize layers (NNCF) or int8 weights, else 'fp16'/'fp32' by its weights."""
+    try:
+        xml = next(path.glob("*.xml")) if path.is_dir() else path
+        text = xml.read_text(errors="replace")
+    except (OSError, StopIteration):
+        return "?"
+    if 'type="FakeQuantize"' in text or 'element_type="i8"' in text or 'element_type="u8"' in text:
+        return "int8"
+    return "fp16" if 'element_type="f16"' in text else "fp32"
 
 
 @dataclass
@@ -177,32 +203,35 @@ def benchmark(models: Sequence, image: np.ndarray, warmup: int = 10, min_runs: i
 # --- the whole benchmark --------------------------------------------------------------------------------------------
 def run_benchmark(paths: Sequence[str | Path], image: np.ndarray, imgsz: int = 640, threads: int | None = None,
                   warmup: int = 10, min_runs: int = 100, min_seconds: float = 10.0, chunk: int = 10,
-                  conf: float = 0.25, device: str | None = None, maps: dict[str, float] | None = None) -> dict:
+                  conf: float = 0.25, device: str | None = None, maps: dict[str, float] | None = None,
+                  backend: str = "auto") -> dict:
     """Load and time every model on one BGR frame; returns ``{"machine", "settings", "models": [result, ...]}``.
 
     ``image`` is any camera-like frame, e.g. :func:`yolo_kd.data.synthetic.make_frame` (what ``yolo-kd bench``
     uses unless given ``--image``). Each result adds ``name``, ``path``, ``kind``,
     ``precision``, ``runtime``, ``latency_ratio`` / ``speedup`` relative to the first model and ``map50_95``.
+    ``backend`` runs ONNX files on "auto", "onnxruntime" or "openvino"; ``path@backend`` picks one per model (so one
+    run can time the same ``.onnx`` on both). OpenVINO IR folders always run on OpenVINO.
     """
     if not paths:
         raise KDError("no model given: pass one or more .pt / .onnx files")
     if threads is not None and threads < 1:
         raise KDError(f"--threads {threads}: use a positive number of threads")
     check_map_names(paths, maps or {})
-    models = [load_model(p, imgsz, threads, conf, device) for p in paths]
+    models = [load_model(p, imgsz, threads, conf, device, backend) for p in paths]
     thread_info = set_threads(threads)
     results = benchmark(models, image, warmup, min_runs, min_seconds, chunk)
     names = [Path(p).name for p in paths]
     for r, m, p, name in zip(results, models, paths, names):
-        runtime = str(m.device) if m.kind == "pt" else m.session.get_providers()[0]
-        r.update(name=name if names.count(name) == 1 else str(p), path=str(p), kind=m.kind,
-                 precision=precision_of(Path(p)), runtime=runtime)
+        runtime = str(m.device) if m.kind == "pt" else m.runtime
+        r.update(name=name if names.count(name) == 1 else str(p), path=str(split_backend(p)[0]), kind=m.kind,
+                 precision=precision_of(Path(p)), runtime=runtime, backend=getattr(m, "backend", "torch"))
     first = results[0]["total"]["median"]
     for r in results:
         r["latency_ratio"] = r["total"]["median"] / first
         r["speedup"] = first / r["total"]["median"]
     attach_map(results, maps or {})
-    settings = {"imgsz": imgsz, "batch": 1, "frame": [int(image.shape[1]), int(image.shape[0])], "threads": thread_info,
+    settings = {"imgsz": imgsz, "batch": 1, "backend": backend, "frame": [int(image.shape[1]), int(image.shape[0])], "threads": thread_info,
                 "warmup": warmup, "min_runs": min_runs, "min_seconds": min_seconds, "chunk": chunk, "conf": conf,
                 "order": "round-robin chunks of frames across models"}
     return {"machine": machine_info(), "settings": settings, "models": results}

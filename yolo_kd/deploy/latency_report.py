@@ -86,8 +86,12 @@ def attach_map(results: list[dict], given: dict[str, float]) -> None:
 # --- reporting ------------------------------------------------------------------------------------------------------
 def machine_info() -> dict:
     """CPU model, core count and library versions, for the report header."""
-    import onnxruntime
+    try:
+        import onnxruntime
 
+        ort_version = onnxruntime.__version__
+    except ImportError:  # an OpenVINO-only box
+        ort_version = "not installed"
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -95,21 +99,23 @@ def machine_info() -> dict:
     except OSError:
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__}
+            "onnxruntime": ort_version, "opencv": cv2.__version__, "numpy": np.__version__}
     if "torch" in sys.modules:
         info["torch"] = sys.modules["torch"].__version__
+    if "openvino" in sys.modules:
+        info["openvino"] = sys.modules["openvino"].__version__.split("-")[0]
     return info
 
 
 def markdown_table(results: list[dict]) -> str:
     """Markdown table: per-stage medians, total median / p90 / min, FPS, speed-up vs the first model, mAP."""
-    head = ["model", "format", "input", "pre ms", "infer ms", "post ms", "total ms median / p90 / min", "FPS",
+    head = ["model", "format", "runtime", "input", "pre ms", "infer ms", "post ms", "total ms median / p90 / min", "FPS",
             "speed-up vs first", "mAP50-95"]
-    rows = [[r["name"], f"{r['kind']} {r['precision']}", f"{r['input'][3]}x{r['input'][2]}", f"{r['pre']['median']:.2f}",
+    rows = [[r["name"], f"{r['kind']} {r['precision']}", r.get("runtime", ""), f"{r['input'][3]}x{r['input'][2]}", f"{r['pre']['median']:.2f}",
              f"{r['infer']['median']:.2f}", f"{r['post']['median']:.2f}",
              f"{r['total']['median']:.2f} / {r['total']['p90']:.2f} / {r['total']['min']:.2f}", f"{r['fps']:.1f}",
              f"{r['speedup']:.2f}x", "" if r.get("map50_95") is None else f"{r['map50_95']:.3f}"] for r in results]
-    return tables.markdown_table(head, rows, align="lllrrrrrrr")
+    return tables.markdown_table(head, rows, align="llllrrrrrrr")
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -173,5 +179,6 @@ def header(report: dict, short: bool = False) -> str:
         return f"{m['cpu']}, {threads} threads, imgsz {s['imgsz']}"
     return (f"Latency, batch 1, imgsz {s['imgsz']}, {s['frame'][0]}x{s['frame'][1]} frame, {threads} threads, "
             f"{m['cpu']} ({m['cores']} cores), onnxruntime {m['onnxruntime']}"
+            + (f", OpenVINO {m['openvino']}" if "openvino" in m else "")
             + (f", torch {m['torch']}" if "torch" in m else "")
             + f". Median of >= {s['min_runs']} frames and >= {s['min_seconds']:g} s per model, round-robin.")

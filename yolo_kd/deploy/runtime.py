@@ -1,13 +1,15 @@
-"""Torch-free detection runtime for Ultralytics YOLO ONNX models: letterbox, ONNX Runtime, decode, NMS.
+"""Torch-free detection runtime for Ultralytics YOLO models: letterbox, onnxruntime or OpenVINO, decode, NMS.
 
-Runs on an edge box that has only numpy, OpenCV and onnxruntime: this module imports nothing else (``yolo_kd.core.errors``
-is plain Python). It reproduces ``YOLO("model.onnx").predict(...)`` for detection models exported by Ultralytics or
-by this project, FP32 or INT8, with a fixed or dynamic input, with raw ``(1, 4+nc, N)`` outputs or with NMS inside the
+Runs on an edge box that has only numpy, OpenCV and onnxruntime and/or OpenVINO: this module imports nothing else
+(``yolo_kd.core.errors`` is plain Python; the backends are imported when a model is loaded, :mod:`.backends`). It
+reproduces ``YOLO(model).predict(...)`` for detection models exported by Ultralytics or by this project, ONNX or
+OpenVINO IR, FP32 or INT8, with a fixed or dynamic input, with raw ``(1, 4+nc, N)`` outputs or with NMS inside the
 graph (``nms=True`` exports and end-to-end heads, ``(1, K, 6)``)::
 
     from yolo_kd.deploy.runtime import Detector
 
     det = Detector("best_int8.onnx")               # conf=0.25, iou=0.7, max_det=300 like Ultralytics predict
+    det = Detector("best_int8_openvino_model")     # an OpenVINO IR; backend="auto" | "onnxruntime" | "openvino"
     out = det(cv2.imread("frame.jpg"))             # Detections: boxes (N, 4) xyxy pixels, scores (N,), classes (N,)
     for (x1, y1, x2, y2), s, c in zip(out.boxes, out.scores, out.classes):
         print(det.names[c], s, x1, y1, x2, y2)
@@ -24,17 +26,15 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from ..core.errors import KDError
 from ..core.log import LOGGER
-from ..core.timing import onnx_session
+from .backends import BACKENDS, is_ir, literal, load_backend
 
-__all__ = ["Detections", "Detector", "Letterbox", "letterbox", "to_blob", "nms", "decode_raw", "decode_end2end",
+__all__ = ["BACKENDS", "Detections", "Detector", "Letterbox", "letterbox", "to_blob", "nms", "decode_raw", "decode_end2end",
            "scale_boxes", "postprocess_output"]
 
 MAX_NMS = 30_000  # candidates kept (highest scores first) before NMS, as in Ultralytics
-_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 @dataclass
@@ -146,14 +146,6 @@ def postprocess_output(raw: np.ndarray, lb: Letterbox, conf: float = 0.25, iou: 
     return Detections(scale_boxes(boxes, lb), scores, classes)
 
 
-def _literal(value, default):
-    """Parse a metadata value Ultralytics stored with ``str()``; ``default`` when absent or unparsable."""
-    try:
-        return ast.literal_eval(value) if isinstance(value, str) else default
-    except (ValueError, SyntaxError):
-        return default
-
-
 def _as_bgr(image: np.ndarray) -> np.ndarray:
     """Accept BGR (H, W, 3), BGRA (H, W, 4) or grey (H, W) / (H, W, 1) uint8 images; return BGR (H, W, 3)."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
@@ -168,48 +160,42 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
     raise KDError(f"image has shape {image.shape}: pass a BGR image (H, W, 3) as returned by cv2.imread")
 
 
-def _providers(requested: Sequence[str] | None) -> list[str]:
-    """Execution providers: ``requested`` as given, else CUDA when this onnxruntime build has it, then CPU."""
-    if requested:
-        return list(requested)
-    available = ort.get_available_providers()
-    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available] or available
-
-
 class Detector:
-    """Ultralytics YOLO detection ONNX model on ONNX Runtime, without torch.
+    """Ultralytics YOLO detection model (ONNX or OpenVINO IR) on onnxruntime or OpenVINO, without torch.
 
     Args:
-        model_path: exported ``.onnx`` file (FP32, FP16 or INT8 QDQ).
+        model_path: exported ``.onnx`` file (FP32, FP16 or INT8 QDQ), or an OpenVINO IR: an ``*_openvino_model``
+            folder or its ``.xml`` (with the ``.bin`` beside it).
         conf, iou, max_det: thresholds, defaults as Ultralytics predict (class-aware NMS).
         imgsz: network input size for dynamic-shape models (int or (h, w)); default 640 as in Ultralytics.
-        threads: ONNX Runtime intra-op threads (None: onnxruntime's default, one per physical core).
+        threads: inference threads (None: the backend's default, one per physical core).
         providers: ONNX Runtime execution providers (default CUDA when available, else CPU).
+        backend: "auto" (OpenVINO for an IR, and for ONNX on x86 when installed; else onnxruntime), "onnxruntime"
+            or "openvino" (``pip install -e ".[openvino]"``).
 
     Attributes: ``names`` {class index: name}, ``imgsz`` (h, w) letterbox target, ``dynamic``, ``end2end``,
-    ``metadata`` (the Ultralytics export metadata as strings).
+    ``metadata`` (the Ultralytics export metadata as strings), ``backend`` ("onnxruntime" / "openvino"),
+    ``runtime`` (e.g. "CPUExecutionProvider", "OpenVINO CPU"), ``session`` (onnxruntime only).
     """
 
     kind = "onnx"
 
     def __init__(self, model_path: str | Path, conf: float = 0.25, iou: float = 0.7, max_det: int = 300,
                  imgsz: int | Sequence[int] | None = None, threads: int | None = None,
-                 providers: Sequence[str] | None = None):
+                 providers: Sequence[str] | None = None, backend: str = "auto"):
         path = Path(model_path)
-        if not path.is_file():
-            raise KDError(f"model '{path}' not found: pass the path of an exported .onnx file")
+        if not path.exists():
+            raise KDError(f"model '{path}' not found: pass the path of an exported .onnx file or *_openvino_model folder")
         if path.suffix.lower() in {".pt", ".pth"}:
             raise KDError(f"'{path}' is a PyTorch checkpoint: export it first, e.g. yolo export model={path} format=onnx")
         if not (0 <= conf <= 1 and 0 <= iou <= 1):
             raise KDError(f"conf={conf}, iou={iou}: both thresholds must be between 0 and 1")
-        try:  # quiet session: onnxruntime's notices stay off the camera's stdout/stderr
-            self.session = onnx_session(path, threads, _providers(providers))
-        except Exception as e:  # onnxruntime raises a family of pybind exceptions for bad files
-            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise KDError(f"cannot load '{path}' as an ONNX model ({reason}): re-export it, "
-                          f"e.g. yolo export model=best.pt format=onnx") from e
+        self.model = load_backend(path, backend, threads, providers)
+        self.backend, self.runtime = self.model.name, self.model.runtime
+        self.session = getattr(self.model, "session", None)
+        self.kind = "openvino" if is_ir(path) else "onnx"
         self.path, self.conf, self.iou, self.max_det, self.threads = path, conf, iou, max_det, threads
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata: dict[str, str] = self.model.metadata
         task = self.metadata.get("task", "detect")
         if task != "detect":
             raise KDError(f"'{path.name}' is a '{task}' model: this runtime runs detection models; export a detect model")
@@ -217,33 +203,32 @@ class Detector:
 
     def _read_io(self, path: Path, imgsz) -> None:
         """Check the model's input/output layout and set ``imgsz``, ``dynamic``, ``end2end``, ``names``."""
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise KDError(f"'{path.name}' has {len(inputs)} inputs: export a detection model with one image input")
-        inp, out = inputs[0], self.session.get_outputs()[0]
-        shape = list(inp.shape)
+        m = self.model
+        if m.n_inputs != 1:
+            raise KDError(f"'{path.name}' has {m.n_inputs} inputs: export a detection model with one image input")
+        shape, out_shape = m.input_shape, m.output_shape
         if len(shape) != 4:
-            raise KDError(f"'{path.name}' input '{inp.name}' has shape {shape}: expected a 4-D image input "
+            raise KDError(f"'{path.name}' input '{m.input_name}' has shape {shape}: expected a 4-D image input "
                           f"(batch, 3, height, width); export a detection model with format=onnx")
-        if isinstance(shape[1], int) and shape[1] != 3:
+        if shape[1] is not None and shape[1] != 3:
             raise KDError(f"'{path.name}' expects {shape[1]}-channel input {shape}: this runtime feeds 3-channel "
                           f"BGR->RGB images; export a 3-channel model")
-        if isinstance(shape[0], int) and shape[0] != 1:
+        if shape[0] is not None and shape[0] != 1:
             raise KDError(f"'{path.name}' was exported with batch={shape[0]}: re-export with batch=1 or dynamic=True")
-        if inp.type not in _ONNX_DTYPES:
-            raise KDError(f"'{path.name}' input type is {inp.type}: export with float input (the default)")
-        if len(out.shape) != 3:
-            raise KDError(f"'{path.name}' output '{out.name}' has shape {out.shape}: expected a detection output "
+        if m.input_dtype is None:
+            raise KDError(f"'{path.name}' input type is {m.input_type}: export with float input (the default)")
+        if len(out_shape) != 3:
+            raise KDError(f"'{path.name}' output '{m.output_name}' has shape {out_shape}: expected a detection output "
                           f"(1, 4+classes, anchors) or (1, detections, 6)")
-        self.input_name, self.input_dtype = inp.name, _ONNX_DTYPES[inp.type]
+        self.input_name, self.input_dtype = m.input_name, m.input_dtype
         self.stride = int(self.metadata.get("stride", 32))
-        names = _literal(self.metadata.get("names"), None)
-        self.dynamic = not all(isinstance(d, int) for d in shape[2:])
-        meta_args = _literal(self.metadata.get("args"), {}) or {}
-        self.end2end = bool(_literal(self.metadata.get("end2end"), False) or meta_args.get("nms"))
-        if not self.metadata and out.shape[2] == 6:  # third-party export: (1, K, 6) means NMS is in the graph
+        names = literal(self.metadata.get("names"), None)
+        self.dynamic = any(d is None for d in shape[2:])
+        meta_args = literal(self.metadata.get("args"), {}) or {}
+        self.end2end = bool(literal(self.metadata.get("end2end"), False) or meta_args.get("nms"))
+        if not self.metadata and out_shape[2] == 6:  # third-party export: (1, K, 6) means NMS is in the graph
             self.end2end = True
-        nc = out.shape[1] - 4 if isinstance(out.shape[1], int) and not self.end2end else None
+        nc = out_shape[1] - 4 if out_shape[1] is not None and not self.end2end else None
         self.names: dict[int, str] = names if isinstance(names, dict) else {i: str(i) for i in range(nc or 0)}
         self.nc = len(self.names) if names else nc
         self.imgsz = self._input_size(path, shape, imgsz)
@@ -277,7 +262,7 @@ class Detector:
         if blob.ndim != 4 or blob.shape[:2] != (1, 3) or (not self.dynamic and blob.shape != self.input_shape):
             raise KDError(f"input tensor {tuple(blob.shape)} does not fit '{self.path.name}' "
                           f"(expects {self.input_shape}): build it with Detector.preprocess")
-        return self.session.run(None, {self.input_name: blob})[0]
+        return self.model.run(blob)
 
     def postprocess(self, raw: np.ndarray, lb: Letterbox) -> Detections:
         """Network output -> :class:`Detections` in original-image pixels (filter, class-aware NMS, rescale)."""
@@ -291,4 +276,4 @@ class Detector:
     def __repr__(self) -> str:
         kind = "end-to-end" if self.end2end else "raw"
         return (f"Detector('{self.path.name}', imgsz={self.imgsz}, dynamic={self.dynamic}, output={kind}, "
-                f"classes={len(self.names)}, providers={self.session.get_providers()})")
+                f"classes={len(self.names)}, backend={self.backend}, runtime={self.runtime!r})")

@@ -1,8 +1,10 @@
 """Calibration data for static INT8 quantization: images of the dataset's train split (never its val split),
-letterboxed exactly as Ultralytics' predictor does, fed to onnxruntime one batch at a time."""
+letterboxed exactly as Ultralytics' predictor does, fed to onnxruntime (or NNCF) one image at a time; and the
+MinMax fallback that keeps onnxruntime's histogram calibration from failing on a degenerate tensor."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Sequence
 
@@ -93,3 +95,57 @@ def make_reader(files: Sequence[Path], imgsz: int, input_name: str = "images"):
             return None
 
     return _Reader()
+
+
+@contextlib.contextmanager
+def minmax_fallback(method: str):
+    """While open, onnxruntime's histogram calibration (percentile, entropy) survives degenerate tensors.
+
+    A tensor whose values all but coincide (a constant activation of an untrained model, a saturated branch) has
+    no histogram numpy can bin (``ValueError: Too many bins for data range``), which would end the whole export
+    in a traceback. Such a tensor is calibrated with MinMax instead (its range: min/max over the calibration
+    data, widened to include 0 as onnxruntime's MinMax does, symmetric when the calibrator is); every other tensor
+    keeps ``method``. Yields a list that receives the names of the tensors that fell back.
+    """
+    import onnxruntime.quantization.calibrate as calibrate
+
+    fallen: list[str] = []
+    base = calibrate.HistogramCollector
+
+    class Collector(base):
+        def collect(self, name_to_arr):
+            if not hasattr(self, "minmax"):
+                self.minmax = {}
+            for name, arr in name_to_arr.items():
+                if name not in self.minmax:
+                    try:
+                        super().collect({name: arr})
+                        continue
+                    except ValueError:  # numpy cannot bin this tensor's range
+                        old = self.histogram_dict.pop(name, None)
+                        self.minmax[name] = (float(old[2]), float(old[3])) if old is not None else (np.inf, -np.inf)
+                        fallen.append(name)
+                data = np.asarray(arr, dtype=np.float32)
+                data = data[np.isfinite(data)]
+                if data.size:
+                    lo, hi = self.minmax[name]
+                    self.minmax[name] = (min(lo, float(data.min())), max(hi, float(data.max())))
+
+        def compute_collection_result(self):
+            result = super().compute_collection_result() if self.histogram_dict else {}
+            for name, (lo, hi) in getattr(self, "minmax", {}).items():
+                lo, hi = (min(lo, 0.0), max(hi, 0.0)) if lo <= hi else (0.0, 0.0)
+                if self.symmetric:
+                    lo, hi = -max(-lo, hi), max(-lo, hi)
+                lo32, hi32 = np.array(lo, np.float32), np.array(hi, np.float32)
+                result[name] = (lo32, hi32, np.zeros(1, np.int64), np.array([lo, hi], np.float32))
+            return result
+
+    if method == "minmax":  # MinMax builds no histogram
+        yield fallen
+        return
+    calibrate.HistogramCollector = Collector
+    try:
+        yield fallen
+    finally:
+        calibrate.HistogramCollector = base

@@ -1,7 +1,7 @@
 """ONNX graph analysis for INT8 export: which nodes stay float, and which convolutions run as INT8 kernels.
 
-:func:`float_node_groups` names the detection decode tail (head convs, DFL, box/score concat) by structure, so it
-can be kept in float. Did the quantization take? :func:`kernel_share` counts which convolutions run in INT8
+:func:`float_node_groups` names the detection decode tail (head convs, DFL, box/score concat) by structure
+(:mod:`yolo_kd.quantize.graph_tail`), so it can be kept in float. Did the quantization take? :func:`kernel_share` counts which convolutions run in INT8
 kernels after onnxruntime's graph optimisation.
 
 A QDQ model only says *where* tensors may be INT8. onnxruntime fuses ``DQ -> Conv -> Q`` into an INT8 kernel
@@ -22,6 +22,7 @@ import onnx
 from ..core.errors import KDError
 from ..core.log import LOGGER
 from ..core.timing import onnx_session
+from .graph_tail import GraphView, decode_tail_groups
 
 #: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`
 FLOAT_GROUPS = ("head", "dfl", "concat")
@@ -192,75 +193,31 @@ def kernel_share(path: str | Path, level: str = "all") -> KernelShare:
 
 
 # ---------------------------------------------------------------------------------------------- float-kept nodes
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
-
-
 def float_node_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Name the accuracy-sensitive nodes of a detection graph, by structure (not by layer index).
 
-    The *decode tail* is everything between the last feature convolutions and the outputs, walking back from the
-    graph outputs and stopping at convolutions (the DFL conv, fed by a Softmax, is walked through). Groups:
-
-    - ``head``: the box and class output convolutions (the tail's entry convs);
-    - ``dfl``: the rest of the decode: DFL reshape/softmax/conv, anchor/stride arithmetic, class sigmoid;
-    - ``concat``: Concats that join the box branch and the class branch (pixel boxes next to 0-1 scores).
+    The *decode tail* is everything between the last feature convolutions and the outputs (see
+    :mod:`yolo_kd.quantize.graph_tail`, shared with the OpenVINO path). Groups: ``head`` (box and class output
+    convolutions), ``dfl`` (the rest of the decode) and ``concat`` (the Concat of pixel boxes and 0-1 scores).
     """
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
-    shape_ops = {"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze"}
-
-    def fed_by_softmax(node: onnx.NodeProto) -> bool:
-        src = producer.get(node.input[0])
-        while src is not None and src.op_type in shape_ops:
-            src = producer.get(src.input[0])
-        return src is not None and src.op_type == "Softmax"
-
-    tail, heads, seen = [], [], set()
-    stack = [producer[o.name] for o in graph.output if o.name in producer]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if node.op_type == "Conv" and not fed_by_softmax(node):
-            heads.append(node)
-            continue
-        tail.append(node)
-        stack.extend(producer[i] for i in node.input if i in producer)
-
-    tail_ids = {id(n) for n in tail}
-    consumers = _consumers(graph)
-
-    def downstream(node: onnx.NodeProto) -> set[int]:
-        """ids of tail nodes reachable from ``node``."""
-        found, todo = set(), [node]
-        while todo:
-            for o in todo.pop().output:
-                for c in consumers.get(o, []):
-                    if id(c) in tail_ids and id(c) not in found:
-                        found.add(id(c))
-                        todo.append(c)
-        return found
-
-    reach = {h.name: downstream(h) for h in heads}
-    by_id = {id(n): n for n in tail}
-    # class convs lead to a Sigmoid inside the tail; box convs do not (their path goes through the DFL)
-    is_cls = {h.name: any(by_id[i].op_type == "Sigmoid" for i in reach[h.name]) for h in heads}
-    cls_reach = set().union(*(r for h, r in reach.items() if is_cls[h])) if any(is_cls.values()) else set()
-    box_reach = set().union(*(r for h, r in reach.items() if not is_cls[h])) if not all(is_cls.values()) else set()
-    concat = [n.name for n in tail if n.op_type == "Concat" and id(n) in cls_reach and id(n) in box_reach
-              and not any(id(producer[i]) in cls_reach and id(producer[i]) in box_reach for i in n.input if i in producer)]
-    rest = [n.name for n in tail if n.name not in set(concat)]
-    return {"head": sorted(h.name for h in heads), "dfl": sorted(rest), "concat": sorted(concat)}
+    view = GraphView(
+        nodes=list(graph.node),
+        outputs=[producer[o.name] for o in graph.output if o.name in producer],
+        name=lambda n: n.name,
+        op=lambda n: n.op_type,
+        inputs=lambda n: [producer.get(i) for i in n.input],
+    )
+    return decode_tail_groups(view)
 
 
-def parse_keep_float(keep_float: Iterable[str] | str | None) -> tuple[str, ...]:
-    """Normalise ``keep_float`` ("head,dfl", ["head"], "none", None) to a tuple of known group names."""
+def parse_keep_float(keep_float: Iterable[str] | str | None, onnxruntime: bool = True) -> tuple[str, ...]:
+    """Normalise ``keep_float`` ("head,dfl", ["head"], "none", None) to a tuple of known group names.
+
+    For onnxruntime a float head needs a float DFL after it: ``head`` alone adds ``dfl`` (with a warning; the
+    OpenVINO path, which has no such need, passes ``onnxruntime=False`` and gets the groups as asked).
+    """
     if keep_float is None:
         return ()
     items = keep_float.split(",") if isinstance(keep_float, str) else list(keep_float)
@@ -270,7 +227,7 @@ def parse_keep_float(keep_float: Iterable[str] | str | None) -> tuple[str, ...]:
     bad = [s for s in items if s not in FLOAT_GROUPS]
     if bad:
         raise KDError(f"unknown keep-float group {bad[0]!r}: choose from {', '.join(FLOAT_GROUPS)}, 'all' or 'none'")
-    if "head" in items and "dfl" not in items:
+    if "head" in items and "dfl" not in items and onnxruntime:
         # A float Conv between a DequantizeLinear and a QuantizeLinear is re-quantized by onnxruntime at load time
         # (QDQ propagation moves the decode's Q up through Reshape, then its weights are quantized): a float head
         # needs a float decode after it.

@@ -27,8 +27,9 @@ from ..core.checkpoints import export_copy, load_yolo
 from ..core.errors import KDError
 from ..core.files import atomic_path
 from ..core.log import LOGGER
-from .calibration import calibration_files, load_calibration, make_reader
+from .calibration import calibration_files, load_calibration, make_reader, minmax_fallback
 from .onnx_graph import FLOAT_GROUPS, float_node_groups, kernel_share, parse_keep_float
+from .openvino_ir import EXPORT_BACKENDS, export_backends  # noqa: F401 (imports openvino only when used)
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -52,10 +53,11 @@ class QuantSettings:
 
 @dataclass
 class ExportResult:
-    """What :func:`export_int8` wrote and how."""
+    """What :func:`export_int8` wrote and how. ``int8_onnx`` is None when only OpenVINO was asked for, the
+    ``openvino_*`` fields are None / empty when only onnxruntime was."""
 
     fp32_onnx: Path
-    int8_onnx: Path
+    int8_onnx: Path | None
     imgsz: int
     calib_images: int
     calib_split: str
@@ -66,11 +68,19 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
     kernels: dict = field(default_factory=dict)  # INT8 kernel share of the INT8 model, see onnx_graph.KernelShare
     quantize_seconds: float = 0.0  # pre-processing + calibration + quantization
+    backends: tuple[str, ...] = ("onnxruntime",)
+    openvino_fp32: Path | None = None  # IR folders
+    openvino_int8: Path | None = None
+    openvino_float_nodes: dict[str, list[str]] = field(default_factory=dict)
+    openvino_kernels: dict = field(default_factory=dict)  # INT8 share in OpenVINO's runtime graph, openvino_ir.runtime_share
+    openvino_seconds: float = 0.0  # NNCF calibration + quantization
+    minmax_fallback: list[str] = field(default_factory=list)  # tensors calibrated with MinMax instead of ``method``
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
         d = asdict(self)
-        d["fp32_onnx"], d["int8_onnx"] = str(self.fp32_onnx), str(self.int8_onnx)
+        for k in ("fp32_onnx", "int8_onnx", "openvino_fp32", "openvino_int8"):
+            d[k] = None if d[k] is None else str(d[k])
         return d
 
 
@@ -88,10 +98,12 @@ def quantize_onnx(
     method: str = "percentile",
     keep_float: Iterable[str] | str | None = FLOAT_GROUPS,
     settings: QuantSettings | None = None,
+    fallback: list[str] | None = None,
 ) -> dict[str, list[str]]:
     """Quantize ``fp32_onnx`` to a QDQ INT8 model at ``int8_onnx`` (written atomically), calibrated on ``files``.
 
-    Returns the float-kept node names per group.
+    Returns the float-kept node names per group. A tensor whose range the histogram methods cannot bin is
+    calibrated with MinMax (:func:`~yolo_kd.quantize.calibration.minmax_fallback`); its name goes to ``fallback``.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -115,7 +127,7 @@ def quantize_onnx(
         stride = _stride(len(files), max(1, int(8 * (640 / max(imgsz, 32)) ** 2)))
         extra = {"CalibStridedMinMax": stride, **settings.extra_options}
         act = QuantType.QUInt8 if settings.activation_type == "u8" else QuantType.QInt8
-        with atomic_path(int8_onnx) as tmp_out:
+        with atomic_path(int8_onnx) as tmp_out, minmax_fallback(method) as fallen:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):  # ORT prints per chunk
                 warnings.simplefilter("ignore")
                 quantize_static(
@@ -134,6 +146,8 @@ def quantize_onnx(
                     extra_options=extra,
                 )
             _copy_metadata(fp32_onnx, tmp_out)
+    if fallback is not None:
+        fallback.extend(fallen)
     return float_nodes
 
 
@@ -177,16 +191,23 @@ def export_int8(
     settings: QuantSettings | None = None,
     calib_split: str = "train",
     opset: int | None = None,
+    backend: str = "onnxruntime",
+    preset: str = "mixed",
 ) -> ExportResult:
-    """``best.pt`` -> ``<stem>_fp32.onnx`` (Ultralytics exporter) and ``<stem>_int8.onnx`` (calibrated static QDQ).
+    """``best.pt`` -> ``<stem>_fp32.onnx`` (Ultralytics exporter) and, per ``backend``, ``<stem>_int8.onnx``
+    (onnxruntime: calibrated static QDQ) and ``<stem>_fp32_openvino_model/`` + ``<stem>_int8_openvino_model/``
+    (OpenVINO IRs, the INT8 one by NNCF with NNCF ``preset``).
 
-    Calibration uses ``calib_images`` letterboxed images of the ``calib_split`` split (never "val"). Outputs go to
-    ``out_dir`` (default: the model's folder); every file is written to a temporary name then renamed.
+    Calibration uses ``calib_images`` letterboxed images of the ``calib_split`` split (never "val"); both INT8 models
+    see the same images and keep the same decode groups (``keep_float``) in float. Outputs go to ``out_dir``
+    (default: the model's folder); every file is written under a temporary name and renamed, and when any step
+    fails the files this call wrote are removed again.
     """
     settings = settings or QuantSettings()
     groups = parse_keep_float(keep_float)
     if method not in METHODS:
         raise KDError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
+    backends = export_backends(backend)  # fails before any work when OpenVINO is asked for and missing
     imgsz = stride_multiple(imgsz)
     yolo = load_yolo(model, "model", purpose="INT8 export")
     files, notes = calibration_files(data, calib_images, split=calib_split)
@@ -195,27 +216,77 @@ def export_int8(
     out_dir = Path(out_dir) if out_dir else Path(model).parent
     stem = Path(model).stem
     fp32 = out_dir / (fp32_name or f"{stem}_fp32.onnx")
-    int8 = out_dir / (int8_name or f"{stem}_int8.onnx")
-    _check_writable(fp32, int8)
+    int8 = out_dir / (int8_name or f"{stem}_int8.onnx") if "onnxruntime" in backends else None
+    ov_fp32 = ov_int8 = None
+    if "openvino" in backends:
+        from .openvino_ir import ir_dir
+
+        ov_fp32, ov_int8 = ir_dir(out_dir, fp32.stem), ir_dir(out_dir, (int8_name and Path(int8_name).stem) or f"{stem}_int8")
+    _check_writable(*(p for p in (fp32, int8) if p is not None))
     for msg in notes:
         LOGGER.warning(msg)
+    written: list[Path] = []
+    try:
+        res = _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset, written)
+    except BaseException:
+        _remove(written)
+        raise
+    res.warnings = notes + res.warnings
+    res.calib_split, res.backends = calib_split, backends
+    return res
+
+
+def _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset,
+            written: list[Path]) -> ExportResult:
+    """The export steps of :func:`export_int8`; every output is added to ``written`` as soon as it exists."""
+    notes: list[str] = []
     export_fp32(yolo, fp32, imgsz, opset=opset)
-    t0 = time.perf_counter()
-    float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings)
-    seconds = round(time.perf_counter() - t0, 1)
-    share = kernel_share(int8)
-    kinds = {c.name: c.kind for c in share.convs}
-    late = []
-    requantized = [n for n in float_nodes.get("head", []) if kinds.get(n) == "int8"]
-    if requantized:
-        late.append(f"{len(requantized)} float-kept head convs run as INT8 after onnxruntime's optimisation")
-    if share.n_int8 < share.n_conv // 2:
-        late.append(f"only {share.n_int8}/{share.n_conv} convs run in INT8 kernels: u8 activations fuse best on x86")
-    for msg in late:
+    written.append(fp32)
+    res = ExportResult(fp32, int8, imgsz, len(files), "train", method, groups, {},
+                       asdict(settings) | {"platform": platform.machine(), "openvino_preset": preset})
+    if int8 is not None:
+        t0 = time.perf_counter()
+        res.float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings,
+                                        fallback=res.minmax_fallback)
+        written.append(int8)
+        res.quantize_seconds = round(time.perf_counter() - t0, 1)
+        if res.minmax_fallback:
+            notes.append(f"{len(res.minmax_fallback)} tensors have a degenerate range (e.g. '{res.minmax_fallback[0]}'): "
+                         f"calibrated with minmax instead of {method}")
+        share = kernel_share(int8)
+        kinds = {c.name: c.kind for c in share.convs}
+        requantized = [n for n in res.float_nodes.get("head", []) if kinds.get(n) == "int8"]
+        if requantized:
+            notes.append(f"{len(requantized)} float-kept head convs run as INT8 after onnxruntime's optimisation")
+        if share.n_int8 < share.n_conv // 2:
+            notes.append(f"only {share.n_int8}/{share.n_conv} convs run in INT8 kernels: u8 activations fuse best on x86")
+        res.kernels = share.summary()
+    if ov_int8 is not None:
+        from .openvino_ir import export_openvino
+
+        # minmax: ranges over all calibration images, as onnxruntime's; otherwise NNCF's default (per-image min/max
+        # averaged), which measured more accurate on a trained model (docs/deploy.md)
+        res.openvino_float_nodes, res.openvino_seconds, share = export_openvino(
+            fp32, ov_fp32, ov_int8, files, imgsz, groups, preset, written,
+            activation_range="minmax" if method == "minmax" else "mean_minmax")
+        res.openvino_fp32, res.openvino_int8, res.openvino_kernels = ov_fp32, ov_int8, share.summary()
+        if share.n_int8 < share.n_conv // 2:
+            notes.append(f"only {share.n_int8}/{share.n_conv} convs run in INT8 in OpenVINO's runtime graph")
+    for msg in notes:
         LOGGER.warning(msg)
-    notes += late
-    return ExportResult(fp32, int8, imgsz, len(files), calib_split, method, groups, float_nodes,
-                        asdict(settings) | {"platform": platform.machine()}, notes, share.summary(), seconds)
+    res.warnings = notes
+    return res
+
+
+def _remove(paths: list[Path]) -> None:
+    """Delete what a failed export wrote (files or IR folders)."""
+    import shutil
+
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 def _check_writable(*targets: Path) -> None:

@@ -1,7 +1,9 @@
-"""Side-by-side report for exported ONNX models: size, INT8 kernel share, CPU latency and mAP, measured in one run.
+"""Side-by-side report for exported models: size, INT8 kernel share, CPU latency and mAP, measured in one run.
 
-Every model is validated the same way (``YOLO(onnx).val(split="val", batch=1)`` at the export size), so FP32, our
-INT8 and Ultralytics' ``quantize=8`` output are compared like for like, never against the ``.pt``.
+Rows are ONNX files on onnxruntime, and OpenVINO IRs (or ONNX files) on OpenVINO. Every model is validated the same
+way (``YOLO(model).val(split="val", batch=1)`` at the export size; OpenVINO models with f32 float layers, as
+:class:`yolo_kd.deploy.runtime.Detector` runs them), so FP32, our INT8 models and Ultralytics' INT8 exports are
+compared like for like, never against the ``.pt``. Latency is timed with all models taking turns in one process.
 """
 
 from __future__ import annotations
@@ -9,23 +11,30 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
 
 from ..core import tables
 from ..core.checkpoints import export_copy
 from ..core.errors import KDError
-from ..core.timing import time_onnx_models
+from ..core.timing import onnx_session, time_callable, time_onnx_models
 from .onnx_graph import kernel_share
-
 
 onnx_latency = time_onnx_models  # 0.1 name of the shared ONNX timer
 
 
 @dataclass
 class ModelRow:
-    """One line of the report. ``error`` is set (and the numbers None) when the model could not be produced."""
+    """One line of the report. ``error`` is set (and the numbers None) when the model could not be produced.
+
+    ``role`` says what the row is, for the targets: fp32_ort, fp32_ov, int8_ort, int8_ov, peer_ort (Ultralytics'
+    ONNX quantize=8), peer_ov (its OpenVINO INT8, train-calibrated), peer_ov_val (the same at its default, val).
+    """
 
     name: str
     path: str | None = None
@@ -39,19 +48,40 @@ class ModelRow:
     map50_95: float | None = None
     error: str | None = None
     kernels: dict = field(default_factory=dict)
+    backend: str = "onnxruntime"
+    role: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val", device: str = "cpu") -> tuple[float, float]:
-    """(mAP50, mAP50-95) of an ONNX detector on ``split`` with Ultralytics' validator at its fixed input size.
+@dataclass
+class Entry:
+    """A model to measure: ``path`` (``.onnx`` or IR folder) on ``backend``, with its report ``role``."""
 
-    ``device`` defaults to "cpu": on a CUDA machine Ultralytics would otherwise demand onnxruntime-gpu.
+    path: Path
+    backend: str = "onnxruntime"
+    role: str = ""
+
+
+def _is_ir(path: Path) -> bool:
+    return path.is_dir() or path.suffix == ".xml"
+
+
+def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val", device: str = "cpu") -> tuple[float, float]:
+    """(mAP50, mAP50-95) of an ONNX or OpenVINO detector on ``split`` with Ultralytics' validator at its fixed size.
+
+    ``device`` defaults to "cpu": on a CUDA machine Ultralytics would otherwise demand onnxruntime-gpu. An OpenVINO IR
+    is validated with f32 float layers (:func:`yolo_kd.quantize.openvino_ir.f32_inference`).
     """
     from ultralytics import YOLO
 
-    with tempfile.TemporaryDirectory(prefix="yolo_kd_val_") as tmp:
+    precision = contextlib.nullcontext()
+    if _is_ir(Path(path)):
+        from .openvino_ir import f32_inference
+
+        precision = f32_inference()
+    with tempfile.TemporaryDirectory(prefix="yolo_kd_val_") as tmp, precision:
         metrics = YOLO(str(path), task="detect").val(
             data=str(data), imgsz=imgsz, split=split, batch=1, device=device, workers=0, plots=False,
             verbose=False, project=tmp, name="val", exist_ok=True,
@@ -59,23 +89,52 @@ def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val",
     return float(metrics.box.map50), float(metrics.box.map)
 
 
-def ultralytics_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path) -> Path:
-    """Ultralytics' own ``export(format="onnx", quantize=8)`` (its defaults: calibrates on the val split), moved to ``out``.
-
-    Raises KDError with the reason when Ultralytics cannot produce it here (e.g. a package it wants to install).
-    """
+def _with_reason(fn: Callable[[], Path]) -> Path:
+    """Run an Ultralytics export; KDError("unavailable: <why>") when it cannot produce the model here."""
     log = io.StringIO()
     handler = logging.StreamHandler(log)
     ul_logger = logging.getLogger("ultralytics")
     ul_logger.addHandler(handler)
     try:
-        return export_copy(model, out, format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1)
+        return fn()
     except KDError as e:  # no file
         raise KDError(f"unavailable: {_reason(None, log.getvalue())}") from e
     except (Exception, SystemExit) as e:  # e.g. a requirement Ultralytics wants to install
         raise KDError(f"unavailable: {_reason(e, log.getvalue())}") from e
     finally:
         ul_logger.removeHandler(handler)
+
+
+def ultralytics_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path) -> Path:
+    """Ultralytics' own ``export(format="onnx", quantize=8)`` (its defaults: calibrates on the val split), moved to ``out``.
+
+    Raises KDError with the reason when Ultralytics cannot produce it here (e.g. a package it wants to install).
+    """
+    return _with_reason(lambda: export_copy(model, out, format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1))
+
+
+def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path, split: str = "val") -> Path:
+    """Ultralytics' ``export(format="openvino", int8=True)`` (NNCF, its own ignored scope) calibrated on ``split``
+    ("val" is its default: ``split=None`` falls back to val), as the IR folder ``out``."""
+    from ultralytics import YOLO
+
+    from .openvino_ir import require, write_dir
+
+    require(nncf=True)
+    out = Path(out)
+
+    def export() -> Path:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="yolo_kd_x_", dir=out.parent) as tmp:
+            src = Path(tmp) / f"{out.name.removesuffix('_openvino_model')}.pt"
+            shutil.copyfile(model, src)
+            f = YOLO(str(src)).export(format="openvino", quantize=8, data=str(data), imgsz=imgsz, batch=1, split=split,
+                                      verbose=False)
+            if not f or not Path(f).is_dir():
+                raise KDError("Ultralytics export produced no folder")
+            return write_dir(Path(f), out)
+
+    return _with_reason(export)
 
 
 def _reason(err: BaseException | None, log: str) -> str:
@@ -88,34 +147,79 @@ def _reason(err: BaseException | None, log: str) -> str:
     return "Ultralytics export returned no file"
 
 
-def measure_all(models: dict[str, str | Path], data: str | Path, imgsz: int, threads: int = 2,
+# ---------------------------------------------------------------------------------------------------- measuring
+def _runner(entry: Entry, imgsz: int, threads: int) -> Callable[[], object]:
+    """One inference call of ``entry`` on a fixed random input (the same input for every model)."""
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    if entry.backend == "openvino":
+        from .openvino_ir import compile_for_cpu
+
+        request = compile_for_cpu(entry.path, threads)[0].create_infer_request()
+        return lambda: request.infer({0: x}, share_inputs=True)
+    session = onnx_session(entry.path, threads)
+    name = session.get_inputs()[0].name
+    return lambda: session.run(None, {name: x})
+
+
+def time_models(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int = 5,
+                warmup: int = 5) -> list[dict[str, float]]:
+    """Latency (ms) of several inference calls taking turns: after ``warmup`` calls each, ``rounds`` slices of
+    ``seconds / rounds`` per model, round-robin, so a busy neighbour on a shared CPU slows all of them alike.
+    Per model: the median of its slices' medians and p90s, its fastest run and the number of runs
+    (the same statistic as :func:`yolo_kd.core.timing.time_onnx_models`, for any backend)."""
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    stats: list[list[dict]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            stats[i].append(time_callable(call, warmup=1, min_runs=3, min_seconds=seconds / rounds))
+    return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
+             "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
+
+
+def measure_all(models: dict[str, str | Path | Entry], data: str | Path, imgsz: int, threads: int = 2,
                 latency_seconds: float = 10.0, with_map: bool = True, device: str = "cpu") -> list[ModelRow]:
-    """Size, INT8 kernel share, interleaved latency and mAP of each ``{name: onnx_path}``, in one run."""
-    paths = {n: Path(p) for n, p in models.items()}
-    lats = time_onnx_models(list(paths.values()), imgsz, threads=threads, seconds=latency_seconds * len(paths))
+    """Size, INT8 kernel share, interleaved latency and mAP of each ``{name: model}``, in one run.
+
+    A model is an ``.onnx`` path (onnxruntime), an IR folder (OpenVINO) or an :class:`Entry` (any path, backend).
+    """
+    entries = {n: m if isinstance(m, Entry) else Entry(Path(m), "openvino" if _is_ir(Path(m)) else "onnxruntime")
+               for n, m in models.items()}
+    calls = [_runner(e, imgsz, threads) for e in entries.values()]
+    lats = time_models(calls, seconds=latency_seconds * len(calls))
     rows = []
-    for (name, path), lat in zip(paths.items(), lats):
-        s = kernel_share(path).summary()
+    for (name, e), lat in zip(entries.items(), lats):
+        if e.backend == "openvino":
+            from .openvino_graph import runtime_share
+            from .openvino_ir import ir_size_mb
+
+            s = runtime_share(e.path).summary()
+            size = ir_size_mb(e.path) if e.path.is_dir() else round(e.path.stat().st_size / 2**20, 2)
+        else:
+            s, size = kernel_share(e.path).summary(), round(e.path.stat().st_size / 2**20, 2)
         m50 = m = None
         if with_map:
             with contextlib.redirect_stdout(io.StringIO()):
-                m50, m = onnx_map(path, data, imgsz, device=device)
-        rows.append(ModelRow(name, str(path), round(path.stat().st_size / 2**20, 2), s["convs"], s["int8"],
-                             s["int8_mac_share"], round(lat["median"], 2), round(lat["p90"], 2), m50, m, kernels=s))
+                m50, m = onnx_map(e.path, data, imgsz, device=device)
+        rows.append(ModelRow(name, str(e.path), size, s["convs"], s["int8"], s["int8_mac_share"], round(lat["median"], 2),
+                             round(lat["p90"], 2), m50, m, kernels=s, backend=e.backend, role=e.role))
     return rows
 
 
 def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:
-    """The report table; latency ratio is against ``baseline`` (default: the first row)."""
+    """The report table; the "x FP32" latency ratio is against ``baseline`` (default: the first row, FP32 ONNX on
+    onnxruntime in the export command)."""
     base = next((r for r in rows if r.name == baseline), rows[0] if rows else None)
     fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
     cells = []
     for r in rows:
         if r.error:
-            cells.append([r.name, r.error])
+            cells.append([r.name, r.backend, r.error])
             continue
         ratio = f"{r.latency_ms / base.latency_ms:.2f}x" if base and base.latency_ms else "-"
-        cells.append([r.name, f"{r.size_mb:.2f}", f"{r.int8_convs}/{r.convs}", f"{100 * r.int8_mac_share:.0f}%",
+        cells.append([r.name, r.backend, f"{r.size_mb:.2f}", f"{r.int8_convs}/{r.convs}", f"{100 * r.int8_mac_share:.0f}%",
                       f"{r.latency_ms:.1f} / {r.p90_ms:.1f}", ratio, fmt(r.map50), fmt(r.map50_95)])
-    head = ["model", "size MB", "INT8 convs", "INT8 MAC share", "latency ms (median / p90)", "x FP32", "mAP50", "mAP50-95"]
+    head = ["model", "runtime", "size MB", "INT8 convs", "INT8 MAC share", "latency ms (median / p90)",
+            "x FP32", "mAP50", "mAP50-95"]
     return tables.markdown_table(head, cells)
