@@ -1,4 +1,4 @@
-"""INT8 ONNX export: INT8 agrees with FP32, float-kept nodes stay float, kernel-share counting, bad input."""
+"""INT8 export, onnxruntime and OpenVINO: INT8 agrees with FP32, float-kept nodes stay float, INT8 share, bad input, issue 13."""
 
 from __future__ import annotations
 
@@ -319,7 +319,7 @@ def test_command_writes_report(trained, tmp_path, capsys):
     fp32, int8 = report["rows"]
     kept = _kept_convs(report["export"]["float_nodes"], conv_macs(onnx.load(str(tmp_path / "last_fp32.onnx"))))
     _assert_int8_share(int8["kernels"], kept, tmp_path / "last_fp32.onnx")
-    assert "| FP32 ONNX | onnxruntime |" in out and "| yolo_kd INT8 ONNX | onnxruntime |" in out
+    assert "| FP32 ONNX | onnxruntime |" in out and "| yolo_kd INT8 | onnxruntime |" in out
     assert f"{int8['int8_convs']}/{int8['convs']}" in out
     assert fp32["int8_convs"] == 0 and int8["size_mb"] < fp32["size_mb"] / 2
     assert int8["latency_ms"] > 0 and "onnxruntime INT8 latency <= 0.5x FP32" in report["targets"]
@@ -333,17 +333,17 @@ def test_report_table_and_targets():
 
     rows = [
         ModelRow("FP32 ONNX", "a", 10.0, 88, 0, 0.0, 40.0, 44.0, 0.60, 0.4400, role="fp32_ort"),
-        ModelRow("yolo_kd INT8 ONNX", "b", 3.0, 88, 81, 0.988, 20.0, 22.0, 0.60, 0.4360, role="int8_ort"),
-        ModelRow("Ultralytics ONNX quantize=8", error="unavailable: No module named 'x'", role="peer_ort"),
+        ModelRow("yolo_kd INT8", "b", 3.0, 88, 81, 0.988, 20.0, 22.0, 0.60, 0.4360, role="int8_ort"),
+        ModelRow("Ultralytics quantize=8", error="unavailable: No module named 'x'", role="peer_ort"),
     ]
     table = markdown_table(rows)
-    assert "| yolo_kd INT8 ONNX | onnxruntime | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
-    assert "| Ultralytics ONNX quantize=8 | onnxruntime | unavailable: No module named 'x' |" in table
+    assert "| yolo_kd INT8 | onnxruntime | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
+    assert "| Ultralytics quantize=8 | onnxruntime | unavailable: No module named 'x' |" in table
     verdict = targets(rows)
     assert verdict["onnxruntime INT8 latency <= 0.5x FP32"] == (True, "0.50x")
     assert verdict["onnxruntime INT8 mAP50-95 drop <= 0.5 points"] == (True, "+0.40 points")
     assert not any("Ultralytics" in k or "best CPU path" in k for k in verdict)  # no peer / OpenVINO numbers, no verdict
-    rows[2] = ModelRow("Ultralytics ONNX quantize=8", "c", 2.9, 88, 10, 0.02, 60.0, 66.0, 0.61, 0.4380, role="peer_ort")
+    rows[2] = ModelRow("Ultralytics quantize=8", "c", 2.9, 88, 10, 0.02, 60.0, 66.0, 0.61, 0.4380, role="peer_ort")
     assert targets(rows)["onnxruntime INT8 better than Ultralytics quantize=8"][0] is False  # faster, less accurate
     # issue 17: the fastest of our INT8 models against onnxruntime FP32 and Ultralytics' OpenVINO INT8
     rows += [ModelRow("FP32 IR", "d", 10.0, 88, 0, 0.0, 30.0, 33.0, 0.60, 0.4400, backend="openvino", role="fp32_ov"),
@@ -508,3 +508,26 @@ def test_untrained_model_exports(tmp_path, trained, capsys):
     warning = [line for line in captured.out.splitlines() if "degenerate range" in line]
     assert len(warning) == 1 and "calibrated with minmax instead of percentile" in warning[0]
     assert (tmp_path / "raw_int8.onnx").is_file()
+
+
+def test_ultralytics_openvino_peer_calibrates_on_the_asked_split(trained, tmp_path, monkeypatch):
+    """Ultralytics 8.4's exporter takes its INT8 calibration images from ``split`` (None -> "val"); the peer row asks
+    for "train" like our own calibration, and its default (val) for the labelled second row."""
+    pytest.importorskip("nncf")
+    from ultralytics.engine.exporter import Exporter
+
+    from yolo_kd.quantize.report import ultralytics_openvino_int8
+
+    model, data = trained
+    seen = []
+
+    def spy(self, prefix=""):
+        seen.append(self.args.split)
+        raise RuntimeError("stop before calibrating")
+
+    monkeypatch.setattr(Exporter, "get_int8_calibration_dataloader", spy)
+    for split in ("train", "val"):
+        with pytest.raises(KDError, match="unavailable: .*stop before calibrating"):
+            ultralytics_openvino_int8(model, data, 64, tmp_path / f"{split}_openvino_model", split=split)
+    assert seen == ["train", "val"]
+    assert list(tmp_path.iterdir()) == []  # nothing left behind

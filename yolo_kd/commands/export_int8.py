@@ -67,7 +67,7 @@ def _peers(args, backends: tuple[str, ...], out_dir: Path) -> tuple[dict[str, En
                   lambda: ultralytics_openvino_int8(args.model, args.data, args.imgsz,
                                                     ir_dir(out_dir, f"{stem}_ultralytics_int8_valcalib"), split="val"))]
     if "onnxruntime" in backends:
-        jobs.append(("Ultralytics ONNX quantize=8 (val-calibrated)", "onnxruntime", "peer_ort",
+        jobs.append(("Ultralytics quantize=8", "onnxruntime", "peer_ort",
                      lambda: ultralytics_int8(args.model, args.data, args.imgsz, out_dir / f"{stem}_ultralytics_int8.onnx")))
     for name, backend, role, make in jobs:
         try:
@@ -95,11 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if res.openvino_fp32:
         models["FP32 IR"] = Entry(res.openvino_fp32, "openvino", "fp32_ov")
     if res.int8_onnx:
-        models["yolo_kd INT8 ONNX"] = Entry(res.int8_onnx, "onnxruntime", "int8_ort")
+        models["yolo_kd INT8"] = Entry(res.int8_onnx, "onnxruntime", "int8_ort")
     if res.openvino_int8:
         models["yolo_kd INT8 IR"] = Entry(res.openvino_int8, "openvino", "int8_ov")
     if res.int8_onnx and res.openvino_int8:  # what OpenVINO makes of the onnxruntime INT8 file (not picked by auto)
-        models["yolo_kd INT8 ONNX, read by OpenVINO"] = Entry(res.int8_onnx, "openvino", "int8_ort_on_ov")
+        models["yolo_kd INT8 (the ONNX file, read by OpenVINO)"] = Entry(res.int8_onnx, "openvino", "int8_ort_on_ov")
     failed: list[ModelRow] = []
     if not args.no_peer:
         peers, failed = _peers(args, res.backends, out_dir)

@@ -1,6 +1,7 @@
 """Quantization: calibrated static INT8 ONNX export (``ptq``), its calibration data (``calibration``), ONNX graph
-analysis (``onnx_graph``: the float-kept decode tail, which convolutions run as INT8 kernels) and the side-by-side
-export report (``report``).
+analysis (``onnx_graph``: the float-kept decode tail, which convolutions run as INT8 kernels), the OpenVINO path
+(``openvino_ir``: FP32 and NNCF INT8 IRs; ``openvino_graph``: the same decode tail and INT8 share on OpenVINO's
+graphs; both walk the graph with ``graph_tail``) and the side-by-side export report (``report``).
 
 May import ``yolo_kd.core`` and ``yolo_kd.data``; never ``distill``, ``prune``, ``deploy`` or ``evidence``.
 

@@ -213,7 +213,7 @@ def quantize_ir(fp32_onnx: str | Path, folder: str | Path, files: Sequence[Path]
         return letterbox_tensor(image, imgsz)
 
     dataset = nncf.Dataset([str(f) for f in files], transform)
-    with _quiet_nncf():
+    with quiet_nncf():
         quantized = nncf.quantize(
             model, dataset,
             preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
@@ -229,15 +229,18 @@ def quantize_ir(fp32_onnx: str | Path, folder: str | Path, files: Sequence[Path]
 
 
 @contextlib.contextmanager
-def _quiet_nncf():
-    """NNCF logs every step and draws progress bars: keep them to warnings."""
+def quiet_nncf():
+    """NNCF logs every node it leaves unquantized and draws progress bars: keep its log to warnings, and its prints
+    (it prints its ignored-scope matches) off stdout."""
+    import io
     import logging
 
     logger = logging.getLogger("nncf")
     level = logger.level
     logger.setLevel(logging.WARNING)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         logger.setLevel(level)
 

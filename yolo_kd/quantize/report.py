@@ -118,7 +118,7 @@ def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, o
     ("val" is its default: ``split=None`` falls back to val), as the IR folder ``out``."""
     from ultralytics import YOLO
 
-    from .openvino_ir import require, write_dir
+    from .openvino_ir import quiet_nncf, require, write_dir
 
     require(nncf=True)
     out = Path(out)
@@ -128,8 +128,9 @@ def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, o
         with tempfile.TemporaryDirectory(prefix="yolo_kd_x_", dir=out.parent) as tmp:
             src = Path(tmp) / f"{out.name.removesuffix('_openvino_model')}.pt"
             shutil.copyfile(model, src)
-            f = YOLO(str(src)).export(format="openvino", quantize=8, data=str(data), imgsz=imgsz, batch=1, split=split,
-                                      verbose=False)
+            with quiet_nncf():
+                f = YOLO(str(src)).export(format="openvino", quantize=8, data=str(data), imgsz=imgsz, batch=1,
+                                          split=split, verbose=False)
             if not f or not Path(f).is_dir():
                 raise KDError("Ultralytics export produced no folder")
             return write_dir(Path(f), out)
