@@ -199,9 +199,12 @@ def quantize_ir(fp32_onnx: str | Path, folder: str | Path, files: Sequence[Path]
 
     if preset not in PRESETS:
         raise KDError(f"unknown NNCF preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    ranges = {"mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX, "minmax": RangeEstimatorParametersSet.MINMAX}
-    if activation_range not in ranges:
-        raise KDError(f"unknown activation range {activation_range!r}: choose one of {', '.join(ranges)}")
+    if activation_range not in ("mean_minmax", "minmax"):
+        raise KDError(f"unknown activation range {activation_range!r}: choose mean_minmax or minmax")
+    # NNCF's default is left alone (passing MEAN_MINMAX explicitly is not the same: the default keeps MINMAX where
+    # activations are per-channel, and measured 0.35 mAP50-95 points better on model B)
+    advanced = None if activation_range == "mean_minmax" else AdvancedQuantizationParameters(
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX)
     groups = parse_keep_float(keep_float, onnxruntime=False)
     model = ov.convert_model(str(fp32_onnx))
     all_groups = float_node_groups(model)
@@ -221,8 +224,7 @@ def quantize_ir(fp32_onnx: str | Path, folder: str | Path, files: Sequence[Path]
             subset_size=len(files),
             fast_bias_correction=fast_bias_correction,
             ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
-            advanced_parameters=AdvancedQuantizationParameters(
-                activations_range_estimator_params=ranges[activation_range]),
+            advanced_parameters=advanced,
         )
     write_ir(quantized, Path(folder), _onnx_metadata(Path(fp32_onnx)))
     return float_nodes

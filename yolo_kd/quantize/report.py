@@ -162,15 +162,18 @@ def _runner(entry: Entry, imgsz: int, threads: int) -> Callable[[], object]:
     return lambda: session.run(None, {name: x})
 
 
-def time_models(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int = 5,
+def time_models(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int | None = None,
                 warmup: int = 5) -> list[dict[str, float]]:
     """Latency (ms) of several inference calls taking turns: after ``warmup`` calls each, ``rounds`` slices of
     ``seconds / rounds`` per model, round-robin, so a busy neighbour on a shared CPU slows all of them alike.
+    ``rounds`` defaults to one slice per 2 s (at least 5): on a machine whose load changes within minutes, long
+    slices let one model meet a quiet minute and the next a busy one.
     Per model: the median of its slices' medians and p90s, its fastest run and the number of runs
     (the same statistic as :func:`yolo_kd.core.timing.time_onnx_models`, for any backend)."""
     for call in calls:
         for _ in range(warmup):
             call()
+    rounds = rounds or max(5, round(seconds / 2))
     stats: list[list[dict]] = [[] for _ in calls]
     for _ in range(rounds):
         for i, call in enumerate(calls):
