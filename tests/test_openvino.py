@@ -31,6 +31,16 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture(scope="module")
+def ultralytics_ir(models, tmp_path_factory) -> Path:
+    """Stock ``YOLO(pt).export(format="openvino")``: a torch-traced IR, unnamed output, metadata.yaml only."""
+    from ultralytics import YOLO
+
+    root = tmp_path_factory.mktemp("ul_ir")
+    shutil.copy(models["pt"], root / "ul.pt")
+    return Path(YOLO(str(root / "ul.pt")).export(format="openvino", imgsz=128, verbose=False))
+
+
 def _same(a, b, atol=1e-3, score_atol=1e-4) -> None:
     assert len(a) == len(b)
     np.testing.assert_allclose(a.boxes, b.boxes, atol=atol)
@@ -80,6 +90,16 @@ def test_ir_matches_ultralytics_predict(models):
             np.testing.assert_allclose(out.scores, ref.conf.numpy(), atol=1e-5)
             np.testing.assert_array_equal(out.classes, ref.cls.numpy().astype(np.int64))
             _same(by_xml(image), out, atol=0, score_atol=0)
+
+
+def test_ultralytics_openvino_export(models, ultralytics_ir):
+    """Ultralytics' own IR runs too (names from its metadata.yaml), with the detections of the same ONNX model."""
+    from yolo_kd.deploy.runtime import Detector
+
+    det, ref = Detector(ultralytics_ir, conf=0.1), Detector(models["fixed"], conf=0.1, backend="onnxruntime")
+    assert det.names == NAMES and det.imgsz == (128, 128) and det.backend == "openvino"
+    for image in _images():
+        _same(det(image), ref(image), atol=1e-2, score_atol=1e-3)  # traced from torch, not converted from the ONNX
 
 
 def test_auto_backend(models, monkeypatch):

@@ -180,11 +180,11 @@ class OpenVINOModel:
         self.metadata = _ov_metadata(model, source)
         self.n_inputs = len(model.inputs)
         inp, out = model.inputs[0], model.outputs[0]
-        self.input_name = inp.get_any_name()
+        self.input_name = _port_name(inp, "images")
         self.input_shape = _dims(inp.get_partial_shape())
         self.input_type = inp.get_element_type().get_type_name()
         self.input_dtype = _OV_TYPES.get(self.input_type)
-        self.output_name = out.get_any_name()
+        self.output_name = _port_name(out, "output0")  # torch-traced IRs (Ultralytics') leave outputs unnamed
         self.output_shape = _dims(out.get_partial_shape())
         self.request = self.compiled.create_infer_request()
         self.runtime = f"OpenVINO {device}"
@@ -207,6 +207,11 @@ def load_backend(path: str | Path, backend: str = "auto", threads: int | None = 
 def _reason(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:160] if text else type(e).__name__
+
+
+def _port_name(port, default: str) -> str:
+    names = port.get_names()
+    return sorted(names)[0] if names else default
 
 
 def _dims(shape) -> list[int | None]:
