@@ -302,6 +302,8 @@ def test_bad_options(trained):
     # a float head between quantized tensors would be re-quantized by onnxruntime at load time: dfl comes with it
     assert parse_keep_float("head") == ("head", "dfl")
     assert parse_keep_float("none") == () and parse_keep_float("all") == ("head", "dfl", "concat")
+    assert parse_keep_float("cls_head") == ("cls_head", "dfl") and parse_keep_float("head,cls_head") == ("head", "dfl")
+    assert parse_keep_float("cls_head,concat", onnxruntime=False) == ("cls_head", "concat")  # OpenVINO: as asked
 
 
 def test_command_writes_report(trained, tmp_path, capsys):
@@ -397,18 +399,26 @@ def test_openvino_outputs_decode_float_and_int8_share(exported_ov):
         assert sorted(p.name for p in folder.iterdir()) == [f"{stem}.bin", f"{stem}.xml", "metadata.yaml"]
     size = lambda d: sum(f.stat().st_size for f in d.iterdir())  # noqa: E731
     assert size(exported_ov.openvino_int8) < 0.45 * size(exported_ov.openvino_fp32)
-    # the same decode groups as the ONNX path, found on OpenVINO's graph (its names carry a /WithoutBiases suffix)
-    onnx_heads = float_node_groups(onnx.load(str(exported_ov.fp32_onnx)))["head"]
-    ov_heads = exported_ov.openvino_float_nodes["head"]
-    assert len(ov_heads) == 6 and all(any(h.startswith(o) for o in onnx_heads) for h in ov_heads)
+    # the same decode groups as the ONNX path, found on OpenVINO's graph (its names carry a /WithoutBiases suffix);
+    # the default keeps the class output convs float, not the box ones
+    import openvino as ov
+
+    from yolo_kd.quantize.openvino_graph import float_node_groups as ov_groups
+
+    onnx_groups = float_node_groups(onnx.load(str(exported_ov.fp32_onnx)))
+    groups = ov_groups(ov.Core().read_model(str(exported_ov.fp32_onnx)))
+    assert set(exported_ov.openvino_float_nodes) == {"cls_head", "dfl", "concat"}
+    assert exported_ov.openvino_float_nodes["cls_head"] == groups["cls_head"]
+    for key, n in (("head", 6), ("cls_head", 3)):
+        assert len(groups[key]) == n and all(any(h.startswith(o) for o in onnx_groups[key]) for h in groups[key])
+    assert set(groups["cls_head"]) < set(groups["head"]) and all("cv3." in h for h in groups["cls_head"])
     # in OpenVINO's runtime graph the float-kept convs execute in f32 and (nearly) every other conv in INT8
     share = runtime_share(exported_ov.openvino_int8)
     kinds = {c.name: c.kind for c in share.convs}
     kept = _kept_convs(exported_ov.openvino_float_nodes, kinds)
-    assert len(kept) == 7 and all(kinds[n] == "float" for n in kept)
+    assert len(kept) == 4 and all(kinds[n] == "float" for n in kept)  # 3 class convs + the DFL conv
+    assert all(kinds[h] == "int8" for h in set(groups["head"]) - set(groups["cls_head"]))  # box convs: INT8
     assert share.summary() == exported_ov.openvino_kernels
-    import openvino as ov
-
     macs = ov_conv_macs(ov.Core().read_model(str(next(exported_ov.openvino_int8.glob("*.xml")))))
     quantizable = sum(m for n, m in macs.items() if n not in kept) / sum(macs.values())
     assert share.n_conv == len(macs) and share.n_int8 >= 0.9 * (len(macs) - len(kept))

@@ -13,7 +13,8 @@ from typing import Sequence
 
 from ..core.errors import KDError
 from ..core.files import write_json_atomic
-from ..quantize.openvino_ir import EXPORT_BACKENDS, PRESETS, ir_dir
+from ..quantize.onnx_graph import GROUPS
+from ..quantize.openvino_ir import EXPORT_BACKENDS, OPENVINO_FLOAT_GROUPS, PRESETS, ir_dir
 from ..quantize.ptq import FLOAT_GROUPS, METHODS, QuantSettings, export_int8, stride_multiple
 from ..quantize.report import (Entry, ModelRow, markdown_table, measure_all, ultralytics_int8,
                                ultralytics_openvino_int8)
@@ -36,7 +37,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--preset", choices=PRESETS, default="mixed",
                    help="NNCF preset: mixed (asymmetric activations, for SiLU) or performance (symmetric)")
     p.add_argument("--keep-float", default=",".join(FLOAT_GROUPS),
-                   help=f"comma list of parts kept in float: {', '.join(FLOAT_GROUPS)}, 'all' or 'none'")
+                   help=f"onnxruntime: comma list of parts kept in float: {', '.join(GROUPS)}, 'all' or 'none'")
+    p.add_argument("--ov-keep-float", default=",".join(OPENVINO_FLOAT_GROUPS),
+                   help="OpenVINO: the same for the INT8 IR (its default keeps the class output convs, not the box ones)")
     p.add_argument("--act-type", choices=("u8", "s8"), default="u8",
                    help="onnxruntime activation type: u8 fuses into INT8 kernels on x86; s8 is onnxruntime's default")
     p.add_argument("--op-types", default="all", help="onnxruntime op types to quantize: 'all' or a comma list such as Conv")
@@ -89,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.imgsz = stride_multiple(args.imgsz)
     res = export_int8(args.model, args.data, imgsz=args.imgsz, calib_images=args.calib_images, method=args.method,
                       keep_float=args.keep_float, out_dir=args.out_dir, fp32_name=args.fp32_name,
-                      int8_name=args.int8_name, settings=settings, backend=args.backend, preset=args.preset)
+                      int8_name=args.int8_name, settings=settings, backend=args.backend, preset=args.preset,
+                      openvino_keep_float=args.ov_keep_float)
     out_dir = res.fp32_onnx.parent
     models: dict[str, Entry] = {"FP32 ONNX": Entry(res.fp32_onnx, "onnxruntime", "fp32_ort")}
     if res.openvino_fp32:
@@ -113,8 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     write_json_atomic(json_path, report)
     print(f"\nINT8 export of {args.model} at {args.imgsz}px for {' and '.join(res.backends)}, {res.calib_images} "
           f"'{res.calib_split}' calibration images (onnxruntime: {res.method}, {res.quantize_seconds:.0f} s; OpenVINO: "
-          f"NNCF {args.preset}, {res.openvino_seconds:.0f} s), float-kept: {', '.join(res.keep_float) or 'none'}, "
-          f"{args.threads} threads\n")
+          f"NNCF {args.preset}, {res.openvino_seconds:.0f} s), float-kept: {', '.join(res.keep_float) or 'none'}"
+          + (f" (OpenVINO: {', '.join(res.openvino_float_nodes) or 'none'})" if res.openvino_int8 else "")
+          + f", {args.threads} threads\n")
     print(table)
     print()
     for name, (ok, text) in verdict.items():

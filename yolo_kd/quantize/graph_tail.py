@@ -40,6 +40,8 @@ def decode_tail_groups(g: GraphView) -> dict[str, list[str]]:
     """Name the decode tail's nodes in three groups (sorted names each):
 
     - ``head``: the box and class output convolutions (the tail's entry convs);
+    - ``cls_head``: the class output convolutions alone (a subset of ``head``: the convs whose output reaches the
+      class sigmoid);
     - ``dfl``: the rest of the decode: DFL reshape/softmax/conv, anchor/stride arithmetic, class sigmoid;
     - ``concat``: Concats that join the box branch and the class branch (pixel boxes next to 0-1 scores).
     """
@@ -93,5 +95,5 @@ def decode_tail_groups(g: GraphView) -> dict[str, list[str]]:
               and not any(p is not None and g.key(p) in both for p in g.inputs(n))]
     concat_keys = {g.key(n) for n in concat}
     rest = [n for n in tail if g.key(n) not in concat_keys]
-    return {"head": sorted(g.name(h) for h in heads), "dfl": sorted(g.name(n) for n in rest),
-            "concat": sorted(g.name(n) for n in concat)}
+    return {"head": sorted(g.name(h) for h in heads), "cls_head": sorted(g.name(h) for h in heads if is_cls[g.key(h)]),
+            "dfl": sorted(g.name(n) for n in rest), "concat": sorted(g.name(n) for n in concat)}

@@ -24,8 +24,11 @@ from ..core.log import LOGGER
 from ..core.timing import onnx_session
 from .graph_tail import GraphView, decode_tail_groups
 
-#: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`
+#: keep-float groups: the detection decode after the backbone/neck, see :func:`float_node_groups`; the default of
+#: the onnxruntime path and what "all" means
 FLOAT_GROUPS = ("head", "dfl", "concat")
+#: every group name: ``cls_head`` is the class half of ``head`` (the OpenVINO path's default keeps only it float)
+GROUPS = ("head", "cls_head", "dfl", "concat")
 #: op types that are an INT8 convolution kernel in onnxruntime (any domain, NCHW or NHWC variants)
 INT8_CONV_OPS = {"QLinearConv", "ConvInteger", "NhwcQLinearConv"}
 #: op types that are a float convolution (plain, activation-fused, NCHWc-blocked)
@@ -198,7 +201,8 @@ def float_node_groups(model: onnx.ModelProto) -> dict[str, list[str]]:
 
     The *decode tail* is everything between the last feature convolutions and the outputs (see
     :mod:`yolo_kd.quantize.graph_tail`, shared with the OpenVINO path). Groups: ``head`` (box and class output
-    convolutions), ``dfl`` (the rest of the decode) and ``concat`` (the Concat of pixel boxes and 0-1 scores).
+    convolutions; ``cls_head``: the class ones alone), ``dfl`` (the rest of the decode) and ``concat`` (the Concat of
+    pixel boxes and 0-1 scores).
     """
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -224,13 +228,15 @@ def parse_keep_float(keep_float: Iterable[str] | str | None, onnxruntime: bool =
     items = [s.strip().lower() for s in items if s.strip() and s.strip().lower() != "none"]
     if "all" in items:
         return FLOAT_GROUPS
-    bad = [s for s in items if s not in FLOAT_GROUPS]
+    bad = [s for s in items if s not in GROUPS]
     if bad:
-        raise KDError(f"unknown keep-float group {bad[0]!r}: choose from {', '.join(FLOAT_GROUPS)}, 'all' or 'none'")
-    if "head" in items and "dfl" not in items and onnxruntime:
+        raise KDError(f"unknown keep-float group {bad[0]!r}: choose from {', '.join(GROUPS)}, 'all' or 'none'")
+    if "head" in items and "cls_head" in items:
+        items.remove("cls_head")  # a part of head
+    if ("head" in items or "cls_head" in items) and "dfl" not in items and onnxruntime:
         # A float Conv between a DequantizeLinear and a QuantizeLinear is re-quantized by onnxruntime at load time
         # (QDQ propagation moves the decode's Q up through Reshape, then its weights are quantized): a float head
         # needs a float decode after it.
         LOGGER.warning("keep-float 'head' needs 'dfl' too (onnxruntime would quantize the head convs at load): adding 'dfl'")
         items.append("dfl")
-    return tuple(g for g in FLOAT_GROUPS if g in items)
+    return tuple(g for g in GROUPS if g in items)

@@ -29,7 +29,7 @@ from ..core.files import atomic_path
 from ..core.log import LOGGER
 from .calibration import calibration_files, load_calibration, make_reader, minmax_fallback
 from .onnx_graph import FLOAT_GROUPS, float_node_groups, kernel_share, parse_keep_float
-from .openvino_ir import EXPORT_BACKENDS, export_backends  # noqa: F401 (imports openvino only when used)
+from .openvino_ir import EXPORT_BACKENDS, OPENVINO_FLOAT_GROUPS, export_backends  # noqa: F401 (openvino: when used)
 
 METHODS = ("minmax", "entropy", "percentile")
 
@@ -193,18 +193,21 @@ def export_int8(
     opset: int | None = None,
     backend: str = "onnxruntime",
     preset: str = "mixed",
+    openvino_keep_float: Iterable[str] | str | None = OPENVINO_FLOAT_GROUPS,
 ) -> ExportResult:
     """``best.pt`` -> ``<stem>_fp32.onnx`` (Ultralytics exporter) and, per ``backend``, ``<stem>_int8.onnx``
     (onnxruntime: calibrated static QDQ) and ``<stem>_fp32_openvino_model/`` + ``<stem>_int8_openvino_model/``
     (OpenVINO IRs, the INT8 one by NNCF with NNCF ``preset``).
 
     Calibration uses ``calib_images`` letterboxed images of the ``calib_split`` split (never "val"); both INT8 models
-    see the same images and keep the same decode groups (``keep_float``) in float. Outputs go to ``out_dir``
+    see the same images. ``keep_float`` names the decode groups onnxruntime's model keeps in float,
+    ``openvino_keep_float`` those of the OpenVINO IR (default: the class output convs, DFL and concat). Outputs go to ``out_dir``
     (default: the model's folder); every file is written under a temporary name and renamed, and when any step
     fails the files this call wrote are removed again.
     """
     settings = settings or QuantSettings()
     groups = parse_keep_float(keep_float)
+    ov_groups = parse_keep_float(openvino_keep_float, onnxruntime=False)
     if method not in METHODS:
         raise KDError(f"unknown calibration method {method!r}: choose one of {', '.join(METHODS)}")
     backends = export_backends(backend)  # fails before any work when OpenVINO is asked for and missing
@@ -227,7 +230,8 @@ def export_int8(
         LOGGER.warning(msg)
     written: list[Path] = []
     try:
-        res = _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset, written)
+        res = _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset, written,
+                      ov_groups)
     except BaseException:
         _remove(written)
         raise
@@ -237,13 +241,14 @@ def export_int8(
 
 
 def _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset,
-            written: list[Path]) -> ExportResult:
+            written: list[Path], ov_groups: tuple[str, ...] = ()) -> ExportResult:
     """The export steps of :func:`export_int8`; every output is added to ``written`` as soon as it exists."""
     notes: list[str] = []
     export_fp32(yolo, fp32, imgsz, opset=opset)
     written.append(fp32)
     res = ExportResult(fp32, int8, imgsz, len(files), "train", method, groups, {},
-                       asdict(settings) | {"platform": platform.machine(), "openvino_preset": preset})
+                       asdict(settings) | {"platform": platform.machine(), "openvino_preset": preset,
+                                           "openvino_keep_float": list(ov_groups)})
     if int8 is not None:
         t0 = time.perf_counter()
         res.float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings,
@@ -267,7 +272,7 @@ def _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, se
         # minmax: ranges over all calibration images, as onnxruntime's; otherwise NNCF's default (per-image min/max
         # averaged), which measured more accurate on a trained model (docs/deploy.md)
         res.openvino_float_nodes, res.openvino_seconds, share = export_openvino(
-            fp32, ov_fp32, ov_int8, files, imgsz, groups, preset, written,
+            fp32, ov_fp32, ov_int8, files, imgsz, ov_groups, preset, written,
             activation_range="minmax" if method == "minmax" else "mean_minmax")
         res.openvino_fp32, res.openvino_int8, res.openvino_kernels = ov_fp32, ov_int8, share.summary()
         if share.n_int8 < share.n_conv // 2:
