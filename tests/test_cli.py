@@ -206,6 +206,6 @@ def test_tests_leave_ultralytics_logger_as_they_found_it(tmp_path):
     check = tmp_path / "test_after.py"
     check.write_text("def test_after():\n    from ultralytics.utils import LOGGER\n    assert LOGGER.propagate is False\n")
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(ROOT),
-                          "tests/test_distill_model.py::test_reg_max_one_skips_box_term_with_message", str(check)],
+                          "tests/test_distill_model.py::test_reg_max_one_teacher_distils_boxes_on_distances_with_message", str(check)],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0 and "2 passed" in out.stdout, out.stdout[-3000:]

@@ -31,6 +31,8 @@ class KDConfig:
 
     cls_loss: str
     temperature: float
+    box_loss: str
+    one2one: float
     feat_loss: str
     feat_temperature: float
     mgd_mask_ratio: float
@@ -121,7 +123,7 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
     c = KDConfig(**values, weights=weights)
     for key, names in CHOICES.items():
         if getattr(c, key) not in names:
-            kind = "class" if key == "cls_loss" else "feature"
+            kind = {"cls_loss": "class", "box_loss": "box distance"}.get(key, "feature")
             raise KDError(f"unknown {kind} distillation loss '{getattr(c, key)}': choose one of {', '.join(names)}")
     if c.schedule not in SCHEDULES:
         raise KDError(f"unknown distillation schedule '{c.schedule}': choose one of {', '.join(SCHEDULES)}")
@@ -130,6 +132,8 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
     for key, w in weights.items():
         if w < 0:
             raise KDError(f"distillation weight '{key}' is negative ({w}): use 0 to turn the term off")
+    if c.one2one < 0:
+        raise KDError(f"distillation weight 'one2one' is negative ({c.one2one}): use 0 to leave the one-to-one branch out")
     for key in ("temperature", "feat_temperature"):
         if getattr(c, key) <= 0:
             raise KDError(f"distillation '{key}' must be > 0, got {getattr(c, key)}: try 1.0 to 4.0")

@@ -14,7 +14,7 @@ from ..core.checkpoints import detect_head
 from .config import KDConfig
 from .losses import teacher_confidence
 from .teacher import Teacher, freeze_teacher  # noqa: F401  (freeze_teacher: public here since 0.1)
-from .terms import TERM_NAMES, TERMS, TermInputs, class_loss_kind
+from .terms import TERM_NAMES, TERMS, TermInputs, box_form, class_loss_kind, term_loss
 
 #: loss columns the distillation terms add to results.csv and the progress bar (from the registry)
 KD_TERMS = TERM_NAMES
@@ -28,6 +28,16 @@ def student_outputs(output) -> dict[str, torch.Tensor]:
     """The dense training outputs of a Detect head: ``{"boxes", "scores", "feats"}`` (one-to-many branch)."""
     preds = output[1] if isinstance(output, (tuple, list)) else output
     return preds.get("one2many", preds)
+
+
+def student_one2one(output) -> dict[str, torch.Tensor] | None:
+    """The one-to-one (NMS-free) branch's training outputs of an end-to-end head (YOLO26), else None."""
+    preds = output[1] if isinstance(output, (tuple, list)) else output
+    return preds.get("one2one") if "one2many" in preds else None
+
+
+def _has_one2one(head: nn.Module) -> bool:
+    return getattr(head, "one2one_cv2", None) is not None
 
 
 def _probe_channels(model: nn.Module, size: int) -> list[int]:
@@ -59,7 +69,9 @@ class KDModel(nn.Module):
         device = next(student.parameters()).device
         self.__dict__["teacher"] = teacher.to(device)
         s_head, t_head = detect_head(student), teacher.head
-        self.reg_max = int(s_head.reg_max)
+        self.reg_max, self.teacher_reg_max = int(s_head.reg_max), int(t_head.reg_max)
+        #: class and box terms also run on the one-to-one branch (both heads end-to-end and ``one2one`` > 0)
+        self.distil_one2one = _has_one2one(s_head) and _has_one2one(t_head) and config.one2one > 0
         self.skipped = {}
         enabled = []
         for term in TERMS:
@@ -78,6 +90,7 @@ class KDModel(nn.Module):
             from ultralytics.utils import LOGGER
 
             LOGGER.info(f"yolo_kd: one-class data: class distillation uses binary KL (a {config.cls_loss} over one class is 0)")
+        self._log_pair(s_head, t_head)
         self.adapters = self.generators = None
         if any(t.needs_adapters for t in enabled):
             from .terms import adapter_modules
@@ -87,6 +100,18 @@ class KDModel(nn.Module):
                 t_ch = [f.shape[1] for f in teacher(torch.zeros(1, 3, size, size, device=device))["feats"]]
             self.adapters, self.generators = adapter_modules(_probe_channels(student, size), t_ch, config)
         self.to(device)
+
+    def _log_pair(self, s_head: nn.Module, t_head: nn.Module) -> None:
+        """Say how the box term and the one-to-one branch are distilled when the pair is not two DFL heads."""
+        from ultralytics.utils import LOGGER
+
+        if "kd_box" in self.terms and box_form(self.reg_max, self.teacher_reg_max) == "distance":
+            dfl = " (a DFL head's distance is its expected bin)" if max(self.reg_max, self.teacher_reg_max) > 1 else ""
+            LOGGER.info(f"yolo_kd: box distillation on side distances ({self.kd_config.box_loss}): teacher reg_max "
+                        f"{self.teacher_reg_max}, student reg_max {self.reg_max}{dfl}")
+        if _has_one2one(s_head) and not self.distil_one2one:
+            why = "one2one is 0" if _has_one2one(t_head) else "the teacher has no one-to-one branch"
+            LOGGER.info(f"yolo_kd: the student's one-to-one (NMS-free) branch learns from the labels only ({why})")
 
     @property
     def teacher_network(self) -> nn.Module | None:
@@ -148,11 +173,17 @@ class KDModel(nn.Module):
             items.update({t: z for t, z in zip(self.terms, zeros)})
             return torch.cat([det_loss, zeros]), items
         t_out = teacher(img)
+        one2one = None
+        if self.distil_one2one:
+            t_o2o = t_out["one2one"]
+            one2one = TermInputs(student_one2one(preds), t_o2o, teacher_confidence(t_o2o["scores"]), self.kd_config,
+                                 self.reg_max, teacher_reg_max=self.teacher_reg_max)
         inputs = TermInputs(
-            student_outputs(preds), t_out, teacher_confidence(t_out["scores"]), self.kd_config, self.reg_max, self.adapters, self.generators
+            student_outputs(preds), t_out, teacher_confidence(t_out["scores"]), self.kd_config, self.reg_max, self.adapters,
+            self.generators, teacher_reg_max=self.teacher_reg_max, one2one=one2one,
         )
         by_name = {t.name: t for t in TERMS}
-        terms = [by_name[n].loss(inputs) * (self.kd_config.weight(by_name[n]) * scale) for n in self.terms]
+        terms = [term_loss(by_name[n], inputs) * (self.kd_config.weight(by_name[n]) * scale) for n in self.terms]
         values = torch.stack([v.detach() for v in terms])
         finite = torch.isfinite(values)
         if not bool(finite.all()):  # one host sync per step (Ultralytics' progress bar syncs every batch anyway)

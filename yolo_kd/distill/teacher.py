@@ -104,6 +104,9 @@ class Teacher:
                 f"teacher strides {self.model.stride.int().tolist()} differ from student strides "
                 f"{student.stride.int().tolist()}: anchors cannot be matched, use a teacher with the same strides"
             )
+        for role, head in (("teacher", self.head), ("student", detect_head(student))):
+            if getattr(head, "cv2", None) is None:
+                raise KDError(f"the {role}'s head has no one-to-many branch (fused for inference): use the checkpoint saved by training")
         if detect_head(student).nc != self.head.nc:
             raise KDError(f"teacher has {self.head.nc} classes but the student has {detect_head(student).nc}: use a teacher trained on the same classes")
 
@@ -126,7 +129,8 @@ class Teacher:
         """Raw head outputs for ``img`` (B, 3, H, W): ``{"boxes": (B, 4*reg_max, A), "scores": (B, nc, A),
         "feats": [(B, C_i, H_i, W_i)]}`` in float32, non-finite values (fp16 overflow) replaced, no graph.
 
-        End-to-end heads return the one-to-many branch (dense supervision, as the student's loss uses).
+        End-to-end heads (YOLO26) return their one-to-many branch at the top level (dense supervision, as the
+        student's loss uses) and their one-to-one branch under ``"one2one"``: ``{"boxes", "scores"}``.
         """
         autocast_off = torch.autocast(img.device.type, enabled=False) if img.device.type in {"cuda", "cpu"} else contextlib.nullcontext()
         self.head.training = True  # the head alone in training mode returns raw outputs without decoding them
@@ -135,9 +139,19 @@ class Teacher:
                 out = self.model(img.to(self.dtype).contiguous(memory_format=torch.channels_last))
         finally:
             self.head.training = False
+        one2one = out.get("one2one") if "one2many" in out else None
         out = out.get("one2many", out)
-        return {
-            "boxes": torch.nan_to_num(out["boxes"].float(), nan=0.0).clamp(-50, 50),
-            "scores": torch.nan_to_num(out["scores"].float(), nan=0.0).clamp(-50, 50),
+        box_limit = 50.0 if self.head.reg_max > 1 else 1e4  # DFL logits, or side distances in grid cells (YOLO26)
+        result = {
+            "boxes": _clean(out["boxes"], box_limit),
+            "scores": _clean(out["scores"]),
             "feats": [torch.nan_to_num(f.float(), nan=0.0, posinf=0.0, neginf=0.0) for f in out["feats"]],
         }
+        if one2one:
+            result["one2one"] = {"boxes": _clean(one2one["boxes"], box_limit), "scores": _clean(one2one["scores"])}
+        return result
+
+
+def _clean(x: torch.Tensor, limit: float = 50.0) -> torch.Tensor:
+    """float32, NaN -> 0, clamped to +-limit (an fp16 overflow must not reach a loss)."""
+    return torch.nan_to_num(x.float(), nan=0.0).clamp(-limit, limit)

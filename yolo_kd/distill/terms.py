@@ -18,11 +18,14 @@ from torch import nn
 from .losses import (
     CLASS_KL,
     FEATURE_LOSSES,
+    DISTANCE_LOSSES,
     MGDGenerator,
     box_distillation_loss,
     class_distillation_loss,
     cwd_loss,
+    distance_distillation_loss,
     score_weighted_mse_loss,
+    side_distances,
 )
 
 if TYPE_CHECKING:
@@ -34,8 +37,10 @@ class TermInputs:
     """What every term's loss may read for one batch (teacher tensors are detached, float32, finite).
 
     student / teacher: raw head outputs ``{"boxes": (B, 4*reg_max, A), "scores": (B, nc, A), "feats": [(B, C_i, H_i, W_i)]}``.
-    confidence: (B, A) teacher confidence per anchor. reg_max: DFL bins of both heads.
+    confidence: (B, A) teacher confidence per anchor. reg_max / teacher_reg_max: DFL bins of each head (1: the head
+    regresses side distances directly, as YOLO26's; teacher_reg_max 0 = same as reg_max).
     adapters / generators: the student-side modules of feature terms (None when not needed).
+    one2one: the same inputs for the one-to-one branches of two end-to-end heads (YOLO26), else None.
     """
 
     student: dict[str, Any]
@@ -45,6 +50,8 @@ class TermInputs:
     reg_max: int
     adapters: nn.ModuleList | None = None
     generators: nn.ModuleList | None = None
+    teacher_reg_max: int = 0
+    one2one: "TermInputs | None" = None
 
 
 def class_loss_kind(config: "KDConfig", nc: int) -> str:
@@ -58,8 +65,18 @@ def _class_term(x: TermInputs) -> torch.Tensor:
     return class_distillation_loss(x.student["scores"], x.teacher["scores"], x.config.temperature, kind, x.confidence)
 
 
+def box_form(student_reg_max: int, teacher_reg_max: int) -> str:
+    """``dfl``: KL between DFL bins (both heads have the same bins); ``distance``: loss on side distances (a head
+    without bins, e.g. YOLO26, or different bin counts; a DFL head's distance is its softmax-weighted bin index)."""
+    return "dfl" if student_reg_max > 1 and student_reg_max == teacher_reg_max else "distance"
+
+
 def _box_term(x: TermInputs) -> torch.Tensor:
-    return box_distillation_loss(x.student["boxes"], x.teacher["boxes"], x.reg_max, x.config.temperature, x.confidence)
+    t_reg_max = x.teacher_reg_max or x.reg_max
+    if box_form(x.reg_max, t_reg_max) == "dfl":
+        return box_distillation_loss(x.student["boxes"], x.teacher["boxes"], x.reg_max, x.config.temperature, x.confidence)
+    s, t = side_distances(x.student["boxes"], x.reg_max), side_distances(x.teacher["boxes"], t_reg_max)
+    return distance_distillation_loss(s, t, x.confidence, x.config.box_loss)
 
 
 def _feature_term(x: TermInputs) -> torch.Tensor:
@@ -77,15 +94,6 @@ def _feature_term(x: TermInputs) -> torch.Tensor:
     return torch.stack(losses).mean()
 
 
-def _box_unavailable(student_head: nn.Module, teacher_head: nn.Module) -> str | None:
-    s, t = int(student_head.reg_max), int(teacher_head.reg_max)
-    if s <= 1 or t <= 1:
-        return f"the {'student' if s <= 1 else 'teacher'} has no DFL bins (reg_max=1)"
-    if s != t:
-        return f"teacher reg_max {t} != student {s}"
-    return None
-
-
 @dataclass(frozen=True)
 class Term:
     """One distillation term.
@@ -93,6 +101,7 @@ class Term:
     name: results.csv / progress-bar column. weight_key: its weight in the config (0 turns it off).
     loss: pure function of :class:`TermInputs` -> unweighted scalar. needs_adapters: trains student-side
     adapters (and MGD generators). unavailable: (student_head, teacher_head) -> reason the pair cannot use it, or None.
+    per_branch: also computed on the one-to-one branches of two end-to-end heads, weighted by ``one2one``.
     """
 
     name: str
@@ -101,19 +110,32 @@ class Term:
     description: str
     needs_adapters: bool = False
     unavailable: Callable[[nn.Module, nn.Module], str | None] | None = None
+    per_branch: bool = False
 
 
 TERMS: tuple[Term, ...] = (
     Term("kd_cls", "cls", _class_term, "class logits: KL between teacher and student class scores at each anchor "
-         "(`cls_loss`: softmax over classes, or per-class binary), temperature `temperature`, teacher-confidence weighted"),
-    Term("kd_box", "box", _box_term, "box distributions: KL between the DFL bins of each box side (localization "
-         "distillation), temperature `temperature`, teacher-confidence weighted", unavailable=_box_unavailable),
+         "(`cls_loss`: softmax over classes, or per-class binary), temperature `temperature`, teacher-confidence weighted; "
+         "end-to-end pairs also on the one-to-one branch (`one2one`)", per_branch=True),
+    Term("kd_box", "box", _box_term, "boxes: KL between the DFL bins of each box side (localization distillation, "
+         "temperature `temperature`) when both heads have the same bins; otherwise (YOLO26, mixed pairs) `box_loss` on "
+         "the side distances (L1 + GIoU); teacher-confidence weighted; end-to-end pairs also on the one-to-one branch",
+         per_branch=True),
     Term("kd_feat", "feat", _feature_term, "neck features at the Detect inputs through learned 1x1 adapters "
          "(`feat_loss`: CWD, MGD or score-weighted MSE)", needs_adapters=True),
 )
 TERM_NAMES = tuple(t.name for t in TERMS)
 #: config keys whose value is one of a fixed set of names
-CHOICES = {"cls_loss": tuple(CLASS_KL), "feat_loss": FEATURE_LOSSES}
+CHOICES = {"cls_loss": tuple(CLASS_KL), "box_loss": DISTANCE_LOSSES, "feat_loss": FEATURE_LOSSES}
+
+
+def term_loss(term: Term, x: TermInputs) -> torch.Tensor:
+    """Unweighted value of ``term``: on the one-to-many outputs, plus ``one2one`` x its value on the one-to-one
+    branches when both heads are end-to-end and the term is per-branch (class, box)."""
+    value = term.loss(x)
+    if term.per_branch and x.one2one is not None and x.config.one2one > 0:
+        value = value + x.config.one2one * term.loss(x.one2one)
+    return value
 
 
 def ablations() -> dict[str, dict[str, float]]:
