@@ -99,6 +99,8 @@ class KDModel(nn.Module):
             with torch.no_grad():
                 t_ch = [f.shape[1] for f in teacher(torch.zeros(1, 3, size, size, device=device))["feats"]]
             self.adapters, self.generators = adapter_modules(_probe_channels(student, size), t_ch, config)
+            if teacher.is_self:  # same network: features compare directly, so equal models give 0
+                self.adapters = nn.ModuleList(nn.Identity() for _ in t_ch)
         self.to(device)
 
     def _log_pair(self, s_head: nn.Module, t_head: nn.Module) -> None:
@@ -118,6 +120,11 @@ class KDModel(nn.Module):
         """The teacher's network (None in copies)."""
         t = self.__dict__.get("teacher")
         return t.model if t is not None else None
+
+    def replace_teacher(self, teacher: Teacher) -> None:
+        """Swap in another teacher of the same shapes (a refreshed self-distillation snapshot), on this model's device."""
+        teacher.check_student(self.student_model)
+        self.__dict__["teacher"] = teacher.to(next(self.student_model.parameters()).device)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -71,6 +71,9 @@ class Teacher:
         path: where it was loaded from (recorded in the run's kd.yaml).
     """
 
+    #: a snapshot of the student itself (online self-distillation, :mod:`~yolo_kd.distill.self_teacher`)
+    is_self: bool = False
+
     def __init__(self, model: nn.Module, precision: str = "auto", path: str | None = None):
         self.model = freeze_teacher(model)
         self.head = detect_head(model)

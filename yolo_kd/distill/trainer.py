@@ -25,7 +25,9 @@ from ..core.files import write_text_atomic
 from .config import KDConfig, load_kd_config
 from .model import KD_TERMS, SCALE_KEY, KDModel
 from .schedule import distill_multiplier
+from .capacity import gap_warning
 from .checkpointing import KDCheckpointing, kd_state_of, saved_kd_state
+from .self_teacher import SELF, is_self, refresh_due, self_multiplier, snapshot_teacher
 from .settings import KDSettings, find_settings, pop_kd_overrides
 from .teacher import Teacher
 
@@ -54,7 +56,8 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
         teacher = teacher or saved.get("teacher")
         # validate everything we can before Ultralytics creates the run folder
         config = load_kd_config(kd_cfg if kd_cfg is not None else saved.get("config"), **kd)
-        self.teacher = Teacher.load(teacher, config.teacher_precision) if teacher else None
+        # "self": a snapshot of the student, taken when it is wrapped (set_model_attributes) and refreshed from its EMA
+        self.teacher = Teacher.load(teacher, config.teacher_precision) if teacher and not is_self(teacher) else None
         try:
             super().__init__(cfg, overrides, _callbacks)
         except OSError as e:  # the run folder (or a file in it) cannot be created
@@ -67,7 +70,10 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
             self._remove_empty_run()
             raise
         self.kd_config: KDConfig = config
-        self.teacher_path = str(Path(teacher).resolve()) if teacher else None
+        self.teacher_path = SELF if is_self(teacher) else str(Path(teacher).resolve()) if teacher else None
+        self._self_snapshot_epoch = None  # epoch of the last self-teacher refresh
+        if self.teacher_path == SELF and self.epochs <= config.self_refresh:
+            LOGGER.warning(f"yolo_kd: teacher=self distils from epoch {config.self_refresh:.0f} on, but the run has {self.epochs} epochs: lower kd_self_refresh")
         self.kd_settings = KDSettings(self.teacher_path, config.to_dict())
         if find_settings(self.callbacks) is None:
             self.add_callback("on_pretrain_routine_end", self.kd_settings)
@@ -119,14 +125,18 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
     def set_model_attributes(self):
         """Attach dataset attributes to the student, then wrap it with the teacher and adapters."""
         super().set_model_attributes()
-        if self.teacher is None or isinstance(unwrap_model(self.model), KDModel):
+        if isinstance(unwrap_model(self.model), KDModel):
+            return
+        if self.teacher_path == SELF and self.teacher is None:
+            self.teacher = snapshot_teacher(self.model, self.kd_config.teacher_precision)
+        if self.teacher is None:
             return
         if self.args.compile:
             LOGGER.warning("yolo_kd: 'compile' is not supported with distillation and is disabled")
             self.args.compile = False
-        n_student = sum(p.numel() for p in self.model.parameters())
-        if n_student > self.teacher.num_params():
-            LOGGER.warning(f"yolo_kd: the student ({n_student:,} params) is larger than the teacher ({self.teacher.num_params():,})")
+        note = None if self.teacher.is_self or RANK not in {-1, 0} else gap_warning(self.model, self.teacher.model, self.args.imgsz)
+        if note:  # a student larger than its teacher, or a capacity gap large enough to suggest a teacher assistant
+            LOGGER.warning(note)
         self.model = KDModel(self.model, self.teacher, self.kd_config)  # moves the teacher and sets its precision
         for name in ("adapters", "generators"):
             state = getattr(self, "_resume_kd", {}).get(name)
@@ -153,6 +163,20 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
         """Every (re)start of an epoch, also after an OOM retry or a NaN recovery, restarts the schedule's batch clock."""
         super()._model_train()
         self._batch_index = 0
+        self._refresh_self_teacher()
+
+    def _refresh_self_teacher(self) -> None:
+        """Online self-distillation: at the start of every ``self_refresh``-th epoch the teacher becomes a new frozen
+        snapshot of the student's EMA (every rank takes it from its own, identical, EMA)."""
+        model = unwrap_model(self.model)
+        if self.teacher_path != SELF or self.ema is None or not isinstance(model, KDModel) or self._self_snapshot_epoch == self.epoch:
+            return
+        if refresh_due(self.epoch, self.start_epoch, int(self.kd_config.self_refresh)):
+            self.teacher = snapshot_teacher(self.ema.ema.student_model, self.kd_config.teacher_precision)
+            model.replace_teacher(self.teacher)
+            self._self_snapshot_epoch = self.epoch
+            if RANK in {-1, 0}:
+                LOGGER.info(f"yolo_kd: self-teacher refreshed from the EMA at the start of epoch {self.epoch + 1}")
 
     def preprocess_batch(self, batch: dict) -> dict:
         """Ultralytics' preprocessing, plus this batch's distillation multiplier (``batch["kd_scale"]``).
@@ -164,6 +188,8 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
             self.kd_scale = distill_multiplier(
                 self.kd_config, self.epoch, self._batch_index, len(self.train_loader), self.epochs, self.args.close_mosaic
             )  # kept on the trainer for callbacks and loggers; the model reads it from the batch
+            if self.teacher_path == SELF:  # no self-teacher before the first EMA snapshot
+                self.kd_scale *= self_multiplier(self.epoch, int(self.kd_config.self_refresh))
             batch[SCALE_KEY] = self.kd_scale
             self._batch_index += 1
         return batch
