@@ -34,6 +34,8 @@ def train(
     teacher: str | Path | None = None,
     data: str | Path | None = None,
     kd_cfg: str | Path | dict | None = None,
+    generations: int = 1,
+    assistant: str | Path | None = None,
     **overrides: Any,
 ):
     """Train ``student`` with distillation from ``teacher`` and return the finished :class:`KDTrainer`.
@@ -41,14 +43,21 @@ def train(
     Args:
         student: ``.pt`` (fine-tune), model ``.yaml`` (from scratch) or a DetectionModel used as is (e.g. pruned);
             ``model=`` (Ultralytics' name for it) is the same, and naming two different students is an error.
-        teacher: trained teacher ``.pt``; None trains the student without distillation.
+        teacher: trained teacher ``.pt``; ``"self"`` distils from a frozen EMA snapshot of the student itself (online
+            self-distillation, refreshed every ``kd_self_refresh`` epochs); None trains without distillation.
         data: dataset YAML, or ``synthetic[:tiny|small|bench]``.
         kd_cfg: distillation YAML path or dict; ``kd_<key>=value`` keyword overrides win over it.
+        generations: born-again generations: generation 1 distils ``teacher`` into a fresh student, generation k the
+            best.pt of generation k-1 (runs ``<name>-gen<k>``). See :mod:`yolo_kd.chain`.
+        assistant: teacher-assistant model (``.yaml`` or ``.pt``): ``teacher`` is distilled into it first (run
+            ``<name>-assistant``), then it into the student.
         **overrides: any Ultralytics training argument (epochs, imgsz, batch, device, project, name, ...). As in
             Ultralytics, a new run goes to ``<project>/<name>``, or ``<name>-2``, ``<name>-3`` ... when that folder
             exists, unless ``exist_ok=True`` (project default ``./runs/kd``, name default ``train``).
     Returns:
         the trainer; ``.best``/``.last`` are the checkpoints, ``.save_dir`` the run folder, ``.metrics`` the final metrics.
+        A chain (``generations`` > 1 or ``assistant``) returns its last stage's trainer, with ``.chain`` listing every
+        stage's (role, run folder, best.pt).
     """
     from .distill.trainer import KDTrainer
 
@@ -59,6 +68,18 @@ def train(
     student = student if student is not None else model
     if student is None:
         raise KDError("no student given: pass a .pt to fine-tune or a model .yaml (e.g. yolo11n.yaml) as student/model")
+    if generations != 1 or assistant is not None:
+        from .chain import plan_stages, run_chain
+
+        if overrides.get("resume"):
+            raise KDError("resume continues one run: resume that stage's last.pt without generations/assistant")
+        stages = plan_stages(student, None if teacher is None else str(teacher), overrides.pop("name", None) or "train", generations, assistant)
+        if assistant is not None:
+            try:
+                _check_student(assistant)
+            except KDError as e:
+                raise KDError(f"assistant: {e}") from None
+        return run_chain(stages, train, data=data, kd_cfg=kd_cfg, **overrides)
     args = {**overrides, "data": resolve_data(data)}
     # Ultralytics nests relative projects under its global runs_dir; users expect ./runs/kd/<name>
     args["project"] = str(Path(args.get("project") or Path("runs") / "kd").resolve())

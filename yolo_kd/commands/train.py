@@ -39,7 +39,12 @@ def build_parser() -> ArgParser:
     )
     p.add_argument("--student", "--model", dest="student", default=None,
                    help=f"student .pt (fine-tune) or model .yaml (from scratch); model= is the same (default {DEFAULT_STUDENT})")
-    p.add_argument("--teacher", help="trained teacher .pt (checkpoints are pickles: only load files you trust)")
+    p.add_argument("--teacher", help="trained teacher .pt (checkpoints are pickles: only load files you trust), or self: "
+                   "online self-distillation from a frozen EMA snapshot of the student")
+    p.add_argument("--generations", type=int, default=None, metavar="N",
+                   help="born-again: N runs, generation k distilled from generation k-1's best.pt into a fresh student")
+    p.add_argument("--assistant", default=None, metavar="MODEL",
+                   help="teacher assistant (.yaml or .pt): distil the teacher into it first, then it into the student")
     p.add_argument("--data", help="dataset YAML, or synthetic[:tiny|small|bench] for the generated shapes set")
     p.add_argument("--resume", nargs="?", const=True, default=None,
                    help="continue a run from its last.pt (path), with that run's settings")
@@ -63,6 +68,7 @@ def resolve(argv: Sequence[str] | None) -> tuple[dict[str, Any], str | None]:
         kwargs = dict(student=args.student or DEFAULT_STUDENT, teacher=args.teacher, data=args.data, **kd, **overrides)
         if args.kd_cfg is not None:
             kwargs["kd_cfg"] = args.kd_cfg
+        kwargs.update({k: v for k, v in (("generations", args.generations), ("assistant", args.assistant)) if v is not None})
         return kwargs, None
 
     last = args.resume
@@ -91,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if note:
         print(note, file=sys.stderr)
     trainer = train(**kwargs)
+    for role, run, best in getattr(trainer, "chain", [])[:-1]:
+        print(f"\n{role}: {best}")
     print(f"\nbest: {trainer.best}\nlast: {trainer.last}\nrun:  {trainer.save_dir}")
     return 0
 

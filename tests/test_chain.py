@@ -1,0 +1,84 @@
+"""Distillation chains: born-again generations and the teacher-assistant chain, from Python and the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from ultralytics.nn.tasks import DetectionModel
+
+import yolo_kd
+from yolo_kd.chain import PREVIOUS, plan_stages
+from yolo_kd.commands.train import resolve
+from yolo_kd.core.checkpoints import load_checkpoint_dict
+from yolo_kd.core.errors import KDError
+
+from .conftest import TRAIN_ARGS
+
+FAST = {**TRAIN_ARGS, "epochs": 1, "nbs": 16, "fraction": 0.34, "val": False}
+
+
+def _plain_student(best: Path, cfg: str) -> None:
+    """best.pt holds the bare student of ``cfg`` and nothing of the distillation."""
+    ckpt = load_checkpoint_dict(best)
+    assert ckpt.get("ema") is None and "yolo_kd" not in ckpt
+    assert set(ckpt["model"].state_dict()) == set(DetectionModel(cfg, nc=4, verbose=False).state_dict())
+    assert "yolo_kd_state" not in ckpt["model"].__dict__
+
+
+def test_plan_and_bad_arguments():
+    stages = plan_stages("n.yaml", "t.pt", "run", generations=3, assistant="m.yaml")
+    assert [(s.role, s.student, s.teacher, s.name) for s in stages] == [
+        ("assistant", "m.yaml", "t.pt", "run-assistant"),
+        ("generation 1", "n.yaml", PREVIOUS, "run-gen1"),
+        ("generation 2", "n.yaml", PREVIOUS, "run-gen2"),
+        ("generation 3", "n.yaml", PREVIOUS, "run-gen3"),
+    ]
+    assert [s.teacher for s in plan_stages("n.yaml", "self", generations=2)] == ["self", PREVIOUS]
+    for kwargs, words in [
+        (dict(teacher="t.pt", generations=0), "generations must be a whole number >= 1"),
+        (dict(teacher="self", assistant="m.yaml"), "not 'self'"),
+        (dict(teacher=None, generations=2), "needs a teacher"),
+    ]:
+        with pytest.raises(KDError, match=words):
+            plan_stages("n.yaml", **kwargs)
+    with pytest.raises(KDError, match="resume continues one run"):
+        yolo_kd.train("last.pt", teacher="t.pt", data="synthetic:tiny", generations=2, resume="last.pt")
+    # the CLI passes both through, and refuses a non-number in one line
+    kwargs, _ = resolve(["--teacher", "t.pt", "--generations", "2", "--assistant", "yolo11s.yaml", "epochs=3"])
+    assert kwargs["generations"] == 2 and kwargs["assistant"] == "yolo11s.yaml" and kwargs["epochs"] == 3
+    assert "generations" not in resolve(["--teacher", "t.pt"])[0]
+    with pytest.raises(KDError, match="generations"):
+        resolve(["--teacher", "t.pt", "--generations", "two"])
+
+
+def test_born_again_two_generations(tiny_data, teacher_pt, tmp_path):
+    trainer = yolo_kd.train("yolo11n.yaml", teacher=teacher_pt, data=tiny_data, generations=2, project=str(tmp_path), name="ba", **FAST)
+    roles = [(role, run.name) for role, run, _ in trainer.chain]
+    assert roles == [("generation 1", "ba-gen1"), ("generation 2", "ba-gen2")] and Path(trainer.save_dir).name == "ba-gen2"
+    gen1_best = trainer.chain[0][2]
+    assert yaml.safe_load((tmp_path / "ba-gen1" / "kd.yaml").read_text())["teacher"] == str(Path(teacher_pt).resolve())
+    assert yaml.safe_load((tmp_path / "ba-gen2" / "kd.yaml").read_text())["teacher"] == str(gen1_best.resolve())
+    for _, _, best in trainer.chain:
+        _plain_student(best, "yolo11n.yaml")
+
+
+def test_assistant_chain_gives_a_plain_student(tiny_data, teacher_pt, tmp_path):
+    trainer = yolo_kd.train("yolo11n.yaml", teacher=teacher_pt, data=tiny_data, assistant="yolov8n.yaml", project=str(tmp_path), name="ta", **FAST)
+    (role_a, run_a, best_a), (role_s, run_s, best_s) = trainer.chain
+    assert (role_a, run_a.name, role_s, run_s.name) == ("assistant", "ta-assistant", "student", "ta")
+    assert yaml.safe_load((run_a / "kd.yaml").read_text())["teacher"] == str(Path(teacher_pt).resolve())
+    assert yaml.safe_load((run_s / "kd.yaml").read_text())["teacher"] == str(best_a.resolve())
+    _plain_student(best_a, "yolov8n.yaml")
+    _plain_student(best_s, "yolo11n.yaml")
+    # stock Ultralytics, in a process that never imports yolo_kd, validates the final student
+    code = (
+        "import sys; from ultralytics import YOLO; "
+        f"m = YOLO({str(best_s)!r}).val(data={tiny_data!r}, imgsz=64, batch=16, device='cpu', plots=False, verbose=False); "
+        "assert 'yolo_kd' not in sys.modules; print('MAP', m.box.map)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0 and "MAP" in out.stdout, out.stderr[-2000:]
