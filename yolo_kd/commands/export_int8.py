@@ -40,6 +40,9 @@ def build_parser() -> ArgParser:
                    help=f"onnxruntime: comma list of parts kept in float: {', '.join(GROUPS)}, 'all' or 'none'")
     p.add_argument("--ov-keep-float", default=",".join(OPENVINO_FLOAT_GROUPS),
                    help="OpenVINO: the same for the INT8 IR (its default keeps the class output convs, not the box ones)")
+    p.add_argument("--end2end", choices=("auto", "yes", "no"), default="auto",
+                   help="auto: a model with a one-to-one head (YOLO26) exports NMS-free, top-k (1, K, 6) output; "
+                        "no: its one-to-many raw output for NMS")
     p.add_argument("--act-type", choices=("u8", "s8"), default="u8",
                    help="onnxruntime activation type: u8 fuses into INT8 kernels on x86; s8 is onnxruntime's default")
     p.add_argument("--op-types", default="all", help="onnxruntime op types to quantize: 'all' or a comma list such as Conv")
@@ -58,20 +61,23 @@ def build_parser() -> ArgParser:
     return p
 
 
-def _peers(args, backends: tuple[str, ...], out_dir: Path) -> tuple[dict[str, Entry], list[ModelRow]]:
-    """Ultralytics' INT8 exports for the chosen runtimes; a peer that cannot be made here is a row with its reason."""
+def _peers(args, backends: tuple[str, ...], out_dir: Path, e2e: bool = False) -> tuple[dict[str, Entry], list[ModelRow]]:
+    """Ultralytics' INT8 exports for the chosen runtimes (NMS-free when ours is); a peer that cannot be made here is a
+    row with its reason."""
     stem, made, failed = Path(args.model).stem, {}, []
     jobs = []
     if "openvino" in backends:
         jobs += [("Ultralytics OpenVINO INT8, train-calibrated", "openvino", "peer_ov",
                   lambda: ultralytics_openvino_int8(args.model, args.data, args.imgsz,
-                                                    ir_dir(out_dir, f"{stem}_ultralytics_int8"), split="train")),
+                                                    ir_dir(out_dir, f"{stem}_ultralytics_int8"), split="train", end2end=e2e)),
                  ("Ultralytics OpenVINO INT8, its default (val-calibrated)", "openvino", "peer_ov_val",
                   lambda: ultralytics_openvino_int8(args.model, args.data, args.imgsz,
-                                                    ir_dir(out_dir, f"{stem}_ultralytics_int8_valcalib"), split="val"))]
+                                                    ir_dir(out_dir, f"{stem}_ultralytics_int8_valcalib"), split="val",
+                                                    end2end=e2e))]
     if "onnxruntime" in backends:
         jobs.append(("Ultralytics quantize=8", "onnxruntime", "peer_ort",
-                     lambda: ultralytics_int8(args.model, args.data, args.imgsz, out_dir / f"{stem}_ultralytics_int8.onnx")))
+                     lambda: ultralytics_int8(args.model, args.data, args.imgsz, out_dir / f"{stem}_ultralytics_int8.onnx",
+                                              end2end=e2e)))
     for name, backend, role, make in jobs:
         try:
             made[name] = Entry(make(), backend, role)
@@ -93,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     res = export_int8(args.model, args.data, imgsz=args.imgsz, calib_images=args.calib_images, method=args.method,
                       keep_float=args.keep_float, out_dir=args.out_dir, fp32_name=args.fp32_name,
                       int8_name=args.int8_name, settings=settings, backend=args.backend, preset=args.preset,
-                      openvino_keep_float=args.ov_keep_float)
+                      openvino_keep_float=args.ov_keep_float, end2end={"auto": None, "yes": True, "no": False}[args.end2end])
     out_dir = res.fp32_onnx.parent
     models: dict[str, Entry] = {"FP32 ONNX": Entry(res.fp32_onnx, "onnxruntime", "fp32_ort")}
     if res.openvino_fp32:
@@ -106,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         models["yolo_kd INT8 (the ONNX file, read by OpenVINO)"] = Entry(res.int8_onnx, "openvino", "int8_ort_on_ov")
     failed: list[ModelRow] = []
     if not args.no_peer:
-        peers, failed = _peers(args, res.backends, out_dir)
+        peers, failed = _peers(args, res.backends, out_dir, res.end2end)
         models.update(peers)
     rows = measure_all(models, args.data, args.imgsz, threads=args.threads, latency_seconds=args.latency_seconds,
                        with_map=not args.no_map, device=args.device) + failed
@@ -119,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"'{res.calib_split}' calibration images (onnxruntime: {res.method}, {res.quantize_seconds:.0f} s; OpenVINO: "
           f"NNCF {args.preset}, {res.openvino_seconds:.0f} s), float-kept: {', '.join(res.keep_float) or 'none'}"
           + (f" (OpenVINO: {', '.join(res.openvino_float_nodes) or 'none'})" if res.openvino_int8 else "")
-          + f", {args.threads} threads\n")
+          + (", NMS-free end-to-end output (one-to-one head)" if res.end2end else "") + f", {args.threads} threads\n")
     print(table)
     print()
     for name, (ok, text) in verdict.items():

@@ -1,10 +1,12 @@
-"""Structured channel pruning of Ultralytics YOLO11 / YOLOv8 detection models on torch-pruning's MetaPruner (:mod:`.plan`).
+"""Structured channel pruning of Ultralytics YOLO26 / YOLO11 / YOLOv8 detection models on torch-pruning's MetaPruner
+(:mod:`.plan`). YOLO26's two head branches (one-to-many and the NMS-free one-to-one) are pruned alike and both kept.
 
 What is pruned: every group of coupled conv channels in the backbone, neck and the hidden layers of the Detect head
 (convs, their BatchNorms, depthwise convs, residual adds, concatenations, SPPF, the C2f/C3k2 halves in lock-step).
 What is left alone, and why:
 
-- the Detect head's last 1x1 convs and the DFL: their outputs are the box/class maps, whose shapes must not change;
+- the Detect head's last 1x1 convs (of both branches in YOLO26) and the DFL: their outputs are the box/class maps,
+  whose shapes must not change;
 - attention (``Attention`` in C2PSA / C3k2-attn, ``AAttn``): its heads are carved out of ``qkv`` by a reshape the
   graph cannot see, so the whole residual stream through an attention block keeps its width (and, because the two
   halves of C2PSA are pruned together, C2PSA's ``cv1`` keeps its width too);

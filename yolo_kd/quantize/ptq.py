@@ -75,6 +75,7 @@ class ExportResult:
     openvino_kernels: dict = field(default_factory=dict)  # INT8 share in OpenVINO's runtime graph, openvino_ir.runtime_share
     openvino_seconds: float = 0.0  # NNCF calibration + quantization
     minmax_fallback: list[str] = field(default_factory=list)  # tensors calibrated with MinMax instead of ``method``
+    end2end: bool = False  # NMS-free one-to-one export (YOLO26): output (1, K, 6) top-k rows, no NMS needed
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -163,9 +164,30 @@ def _copy_metadata(src: str | Path, dst: str | Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ public API
-def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None) -> Path:
-    """Ultralytics' ONNX export (batch 1, static shape, onnxslim) of ``yolo``'s checkpoint, moved atomically to ``out``."""
-    return export_copy(yolo.ckpt_path, out, format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, batch=1)
+def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None, end2end: bool = False) -> Path:
+    """Ultralytics' ONNX export (batch 1, static shape, onnxslim) of ``yolo``'s checkpoint, moved atomically to ``out``.
+
+    ``end2end``: export the NMS-free one-to-one branch (``nms=False``: top-k ``(1, K, 6)`` rows) of a model that has one.
+    """
+    extra = {"nms": False} if end2end else {}
+    return export_copy(yolo.ckpt_path, out, format="onnx", imgsz=imgsz, opset=opset, simplify=True, dynamic=False, batch=1,
+                       **extra)
+
+
+def has_one2one(yolo) -> bool:
+    """Whether the model's head has an NMS-free one-to-one branch (YOLO26, YOLOv10)."""
+    head = yolo.model.model[-1]
+    return getattr(head, "one2one_cv2", None) is not None
+
+
+def resolve_end2end(yolo, end2end: bool | None, model: str | Path = "model") -> bool:
+    """``None``: NMS-free export exactly when the model has a one-to-one head; ``True`` on a model without one: KDError."""
+    if end2end is None:
+        return has_one2one(yolo)
+    if end2end and not has_one2one(yolo):
+        raise KDError(f"'{model}' has no one-to-one (NMS-free) head: an end-to-end export needs a YOLO26/YOLOv10 model; "
+                      "drop end2end to export the raw output for NMS")
+    return bool(end2end)
 
 
 def stride_multiple(imgsz: int, stride: int = 32) -> int:
@@ -194,6 +216,7 @@ def export_int8(
     backend: str = "onnxruntime",
     preset: str = "mixed",
     openvino_keep_float: Iterable[str] | str | None = OPENVINO_FLOAT_GROUPS,
+    end2end: bool | None = None,
 ) -> ExportResult:
     """``best.pt`` -> ``<stem>_fp32.onnx`` (Ultralytics exporter) and, per ``backend``, ``<stem>_int8.onnx``
     (onnxruntime: calibrated static QDQ) and ``<stem>_fp32_openvino_model/`` + ``<stem>_int8_openvino_model/``
@@ -204,6 +227,9 @@ def export_int8(
     ``openvino_keep_float`` those of the OpenVINO IR (default: the class output convs, DFL and concat). Outputs go to ``out_dir``
     (default: the model's folder); every file is written under a temporary name and renamed, and when any step
     fails the files this call wrote are removed again.
+
+    ``end2end``: None (default) exports a model with a one-to-one head (YOLO26) NMS-free, its top-k ``(1, K, 6)``
+    output decoded in the graph (kept float); False exports the one-to-many raw output for NMS, as other families.
     """
     settings = settings or QuantSettings()
     groups = parse_keep_float(keep_float)
@@ -213,6 +239,7 @@ def export_int8(
     backends = export_backends(backend)  # fails before any work when OpenVINO is asked for and missing
     imgsz = stride_multiple(imgsz)
     yolo = load_yolo(model, "model", purpose="INT8 export")
+    end2end = resolve_end2end(yolo, end2end, model)
     files, notes = calibration_files(data, calib_images, split=calib_split)
     files, more = load_calibration(files, imgsz)
     notes += more
@@ -231,7 +258,7 @@ def export_int8(
     written: list[Path] = []
     try:
         res = _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset, written,
-                      ov_groups)
+                      ov_groups, end2end)
     except BaseException:
         _remove(written)
         raise
@@ -241,14 +268,15 @@ def export_int8(
 
 
 def _export(yolo, fp32, int8, ov_fp32, ov_int8, files, imgsz, method, groups, settings, opset, preset,
-            written: list[Path], ov_groups: tuple[str, ...] = ()) -> ExportResult:
+            written: list[Path], ov_groups: tuple[str, ...] = (), end2end: bool = False) -> ExportResult:
     """The export steps of :func:`export_int8`; every output is added to ``written`` as soon as it exists."""
     notes: list[str] = []
-    export_fp32(yolo, fp32, imgsz, opset=opset)
+    export_fp32(yolo, fp32, imgsz, opset=opset, end2end=end2end)
     written.append(fp32)
     res = ExportResult(fp32, int8, imgsz, len(files), "train", method, groups, {},
                        asdict(settings) | {"platform": platform.machine(), "openvino_preset": preset,
                                            "openvino_keep_float": list(ov_groups)})
+    res.end2end = end2end
     if int8 is not None:
         t0 = time.perf_counter()
         res.float_nodes = quantize_onnx(fp32, int8, files, imgsz, method=method, keep_float=groups, settings=settings,

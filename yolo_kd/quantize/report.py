@@ -105,15 +105,19 @@ def _with_reason(fn: Callable[[], Path]) -> Path:
         ul_logger.removeHandler(handler)
 
 
-def ultralytics_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path) -> Path:
-    """Ultralytics' own ``export(format="onnx", quantize=8)`` (its defaults: calibrates on the val split), moved to ``out``.
+def ultralytics_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path, end2end: bool = False) -> Path:
+    """Ultralytics' own ``export(format="onnx", quantize=8)`` (its defaults: calibrates on the val split), moved to ``out``;
+    ``end2end``: its NMS-free export (``nms=False``), as ours of a YOLO26 model.
 
     Raises KDError with the reason when Ultralytics cannot produce it here (e.g. a package it wants to install).
     """
-    return _with_reason(lambda: export_copy(model, out, format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1))
+    extra = {"nms": False} if end2end else {}
+    return _with_reason(lambda: export_copy(model, out, format="onnx", quantize=8, data=str(data), imgsz=imgsz, batch=1,
+                                            **extra))
 
 
-def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path, split: str = "val") -> Path:
+def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, out: str | Path, split: str = "val",
+                              end2end: bool = False) -> Path:
     """Ultralytics' ``export(format="openvino", int8=True)`` (NNCF, its own ignored scope) calibrated on ``split``
     ("val" is its default: ``split=None`` falls back to val), as the IR folder ``out``."""
     from ultralytics import YOLO
@@ -130,7 +134,7 @@ def ultralytics_openvino_int8(model: str | Path, data: str | Path, imgsz: int, o
             shutil.copyfile(model, src)
             with quiet_nncf():
                 f = YOLO(str(src)).export(format="openvino", quantize=8, data=str(data), imgsz=imgsz, batch=1,
-                                          split=split, verbose=False)
+                                          split=split, verbose=False, **({"nms": False} if end2end else {}))
             if not f or not Path(f).is_dir():
                 raise KDError("Ultralytics export produced no folder")
             return write_dir(Path(f), out)
