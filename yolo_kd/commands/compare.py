@@ -2,6 +2,7 @@
 
     python tools/compare.py --teacher teacher.pt --student yolo11n.yaml --data my.yaml --epochs 50 --seeds 0 1 2
     python tools/compare.py --runs runs/compare/*-seed* --data my.yaml --teacher teacher.pt   # read finished runs
+    python tools/compare.py --teacher teacher.pt --data my.yaml --sweep kd_temperature=1,2,4,8   # + --sweep kd_cls=0.5,1: a grid
 
 Every option is also a ``key=value`` (``model=`` is the student, ``seeds=0,1,2``, ``kd_cls=0.5``); other Ultralytics
 training arguments apply to every run. Finished runs in ``--project`` are reused, so the folder does not increment.
@@ -16,6 +17,8 @@ from typing import Sequence
 import yaml
 
 from ..evidence import compare as cmp
+from ..evidence.report import sweep_plot
+from ..evidence.sweep import parse_sweep, sweep_arms, sweep_rows, sweep_table
 from ..data.datasets import resolve_data
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
@@ -41,6 +44,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--device", default=None)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ablate", action="store_true", help="also train each distillation term alone")
+    p.add_argument("--sweep", action="append", metavar="KD_KEY=V1,V2", help="one kd arm per value of a distillation "
+                   "setting, e.g. kd_temperature=1,2,4,8 (repeat for a two-key grid); trains vanilla + the arms unless "
+                   "--variants says otherwise; adds a sweep table and sweep.png")
     p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
     for key in config_keys():
         p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}' of the kd runs")
@@ -56,7 +62,10 @@ def build_parser() -> ArgParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra, _ = parse_args(build_parser(), argv, passthrough=True, reserved=RESERVED)  # extra: applied to every run
+    args, extra, given = parse_args(build_parser(), argv, passthrough=True, reserved=RESERVED)  # extra: applied to every run
+    arms = sweep_arms(parse_sweep(args.sweep)) if args.sweep else {}
+    if arms and "variants" not in given:
+        args.variants = ["vanilla"]  # a sweep's reference; name others with --variants
     data = resolve_data(args.data)
     out = Path(args.project).resolve()
     if args.runs:
@@ -70,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cmp.check_inputs(args.student, args.teacher, data)
         kd_cfg = _kd_cfg(args, out)
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
-        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg, args.variants)
+        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg,
+                              args.variants, arms)
         _train_all(specs)
         if args.equal_time:
             specs += _equal_time_runs(specs, args.time_ratio)
@@ -80,7 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = cmp.summarize(results, teacher)
     table = cmp.markdown_table(rows, teacher)
     plots = cmp.plot(results, rows, teacher, out)
+    if arms:
+        swept = sweep_rows(rows, arms)
+        vanilla = next((r for r in rows if r["run"] == "vanilla"), None)
+        table += "\n" + sweep_table(swept, vanilla, teacher)
+        plots += [p for p in [sweep_plot(swept, vanilla, teacher, out)] if p is not None]
     report = {"data": data, "teacher": teacher, "summary": rows, "runs": [r.__dict__ for r in results], "plots": [str(p) for p in plots]}
+    if arms:
+        report["sweep"] = [{"run": r["run"], **r["settings"], "map": r["map"], "map_std": r["map_std"], "seeds": r["seeds"]} for r in swept]
     write_json_atomic(out / "compare.json", report)
     write_text_atomic(out / "compare.md", table)
     print("\n" + table)

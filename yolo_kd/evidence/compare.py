@@ -79,12 +79,16 @@ class RunResult:
 
 def plan_runs(
     student: str, teacher: str, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None,
-    variants_to_train: tuple[str, ...] | list[str] = VARIANTS,
+    variants_to_train: tuple[str, ...] | list[str] = VARIANTS, arms: dict[str, dict] | None = None,
 ) -> list[RunSpec]:
-    """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds."""
+    """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds.
+
+    ``arms``: extra kd variants, name -> ``kd_<key>`` overrides (``--sweep``, :mod:`yolo_kd.evidence.sweep`).
+    """
     variants: list[tuple[str, dict]] = [(v, {}) for v in VARIANTS if v in variants_to_train]
     if ablate:
         variants += list(ablations().items())
+    variants += list((arms or {}).items())
     return [
         RunSpec(v, s, student, data, teacher if v != "vanilla" else None, project, dict(train_args), kd, kd_cfg)
         for s in seeds

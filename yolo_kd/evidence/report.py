@@ -117,3 +117,46 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
     paths.append(out_dir / "final_map.png")
     plt.close(fig)
     return paths
+
+
+def sweep_plot(sweep_rows: list[dict[str, Any]], vanilla: dict[str, Any] | None, teacher: dict[str, float] | None, out_dir: Path) -> Path | None:
+    """mAP50-95 against the swept value (``sweep.png``): mean ± std over seeds per arm, one line per value of a grid's
+    second key; the vanilla band (mean ± std) and the teacher line for reference. None when no arm finished."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in sweep_rows if r["seeds"]]
+    if not ok:
+        return None
+    keys = list(ok[0]["settings"])
+    xs = [r["settings"][keys[0]] for r in ok]
+    try:
+        pos = {x: float(x) for x in xs}
+        numeric = True
+    except ValueError:
+        pos, numeric = {x: float(i) for i, x in enumerate(dict.fromkeys(xs))}, False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    if vanilla and vanilla.get("seeds"):
+        m, s = 100 * vanilla["map"], 100 * vanilla["map_std"]
+        ax.axhspan(m - s, m + s, color="#888", alpha=0.25, label=f"vanilla {m:.1f} ± {s:.1f} ({len(vanilla['seeds'])} seeds)")
+        ax.axhline(m, color="#888", lw=1)
+    if teacher:
+        ax.axhline(100 * teacher["map"], color="k", ls="--", lw=1, label=f"teacher {100 * teacher['map']:.1f}")
+    lines = dict.fromkeys(r["settings"].get(keys[1]) if len(keys) > 1 else None for r in ok)
+    for line in lines:
+        pts = [r for r in ok if len(keys) == 1 or r["settings"][keys[1]] == line]
+        ax.errorbar([pos[r["settings"][keys[0]]] for r in pts], [100 * r["map"] for r in pts], yerr=[100 * r["map_std"] for r in pts],
+                    marker="o", capsize=4, lw=2, label=f"kd, {keys[1]}={line}" if line is not None else "kd")
+    if numeric and min(pos.values()) > 0 and max(pos.values()) / min(pos.values()) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(set(pos.values())), [str(x) for x in sorted(set(xs), key=lambda v: pos[v])])
+    ax.set(xlabel=keys[0], ylabel="final mAP50-95 (best.pt)", title=f"Distillation sweep over {' × '.join(keys)} (mean ± std over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path = out_dir / "sweep.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(fig)
+    return path
