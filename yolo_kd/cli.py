@@ -1,4 +1,4 @@
-"""``yolo-kd`` console entry point: ``yolo-kd train|compare|prune|export|bench|camera|data|demo [args]``.
+"""``yolo-kd`` console entry point: ``yolo-kd train|compare|prune|qat|export|bench|camera|data|demo [args]``.
 
 Each subcommand runs exactly the same ``main`` as the matching script in ``tools/``.
 """
@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("train", "distill a teacher into a student (tools/train_kd.py)"),
     "compare": ("compare", "vanilla vs yolo_kd vs Ultralytics built-in distillation, side by side (tools/compare.py)"),
     "prune": ("prune", "structured pruning with distillation fine-tuning (tools/prune.py)"),
+    "qat": ("qat", "quantization-aware training with distillation, INT8 export and report (tools/qat.py)"),
     "export": ("export_int8", "FP32 + calibrated INT8 ONNX export with an accuracy/latency report (tools/export_int8.py)"),
     "bench": ("bench_latency", "latency benchmark of .pt and .onnx models (tools/bench_latency.py)"),
     "camera": ("camera", "run an ONNX model on a camera, video, folder or stream (tools/camera.py)"),

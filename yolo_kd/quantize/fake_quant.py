@@ -1,0 +1,112 @@
+"""Fake quantization for QAT, placed where onnxruntime's INT8 kernels need it (PyTorch's ``torch.ao.quantization``).
+
+onnxruntime turns a convolution into an INT8 kernel (``QLinearConv``) only when its input *and its output* pass
+through QuantizeLinear/DequantizeLinear: ``DQ(x), DQ(w) -> Conv -> Q``. So every quantized convolution here
+fake-quantizes three tensors: its input (unsigned 8 bit, one scale per tensor, as the PTQ path's u8 activations),
+its weight (signed 8 bit, symmetric, one scale per output channel) and its output (unsigned 8 bit). PyTorch's ONNX
+exporter writes each ``FakeQuantize`` as a QuantizeLinear/DequantizeLinear pair with the same scale, so the ONNX file
+computes what the fake-quantized network computed in training.
+
+Batch norm is folded into the convolutions first (Ultralytics' ``fuse``), as the exported graph has it. The
+detection decode stays float: the box/class output convolutions of the head and the DFL convolution get no
+fake quantization (the PTQ path's ``head`` and ``dfl`` groups), and neither does anything after them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.ao.quantization import FakeQuantize, HistogramObserver, MovingAveragePerChannelMinMaxObserver
+
+
+def activation_fq() -> FakeQuantize:
+    """u8 per-tensor affine activation quantizer; its range comes from a histogram (L2-optimal clipping, like the
+    PTQ path's percentile calibration it does not spend range on rare outliers)."""
+    return FakeQuantize(observer=HistogramObserver, quant_min=0, quant_max=255, dtype=torch.quint8,
+                        qscheme=torch.per_tensor_affine)
+
+
+def weight_fq() -> FakeQuantize:
+    """s8 symmetric per-output-channel weight quantizer; its scale follows the weights as they train
+    (moving-average min/max, as PyTorch's default QAT weight quantizer)."""
+    return FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-128, quant_max=127,
+                        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+
+
+class QATConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose input, weight and output are fake-quantized. State-dict keys of the plain convolution
+    (``weight``, ``bias``) are kept; the quantizers add ``input_fq.*``, ``weight_fq.*`` and ``output_fq.*``."""
+
+    @classmethod
+    def from_float(cls, conv: nn.Conv2d) -> "QATConv2d":
+        q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
+        q.weight, q.bias = conv.weight, conv.bias
+        q.input_fq, q.weight_fq, q.output_fq = activation_fq(), weight_fq(), activation_fq()
+        return q.to(conv.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # fake quantization runs in float32 (under AMP the convolution itself still runs in half precision)
+        x = self.input_fq(x.float())
+        y = self._conv_forward(x, self.weight_fq(self.weight.float()), None if self.bias is None else self.bias.float())
+        return self.output_fq(y.float())
+
+
+def quantizers(model: nn.Module) -> Iterable[tuple[str, FakeQuantize]]:
+    """Every (name, FakeQuantize) of ``model``."""
+    return ((n, m) for n, m in model.named_modules() if isinstance(m, FakeQuantize))
+
+
+def decode_convs(model: nn.Module) -> set[int]:
+    """ids of the convolutions of the detection decode: the last conv of every box/class branch of the head
+    (``cv2.i``/``cv3.i``, and YOLO26's ``one2one_cv2``/``one2one_cv3``) and the DFL conv."""
+    head = model.model[-1]
+    found = set()
+    for attr in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+        for branch in getattr(head, attr, None) or []:
+            last = branch[-1] if isinstance(branch, nn.Sequential) else branch
+            conv = getattr(last, "conv", last)
+            if isinstance(conv, nn.Conv2d):
+                found.add(id(conv))
+    dfl = getattr(head, "dfl", None)
+    if isinstance(dfl, nn.Module):
+        found |= {id(m) for m in dfl.modules() if isinstance(m, nn.Conv2d)}
+    return found
+
+
+def insert_fake_quant(model: nn.Module) -> tuple[int, int]:
+    """Replace every ``nn.Conv2d`` of ``model`` outside the decode by a :class:`QATConv2d`, in place.
+    Returns (quantized convs, float-kept convs)."""
+    skip = decode_convs(model)
+    n_q = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Conv2d and id(child) not in skip:
+                setattr(parent, name, QATConv2d.from_float(child))
+                n_q += 1
+    return n_q, len(skip)
+
+
+def set_observers(model: nn.Module, activations: bool, weights: bool = True) -> None:
+    """Switch range observation on/off: activation ranges are calibrated once, then held fixed; weight scales keep
+    following the weights while training unless ``weights`` is False (export freezes everything)."""
+    for _, fq in quantizers(model):
+        on = weights if fq.qscheme == torch.per_channel_symmetric else activations
+        fq.enable_observer(on)
+
+
+def set_fake_quant(model: nn.Module, enabled: bool) -> None:
+    """Switch the fake quantization itself on/off (off: the convolutions compute in float)."""
+    for _, fq in quantizers(model):
+        fq.enable_fake_quant(enabled)
+
+
+def is_qat(model: nn.Module) -> bool:
+    """Whether ``model`` carries this module's fake quantization."""
+    return any(isinstance(m, QATConv2d) for m in model.modules())
+
+
+__all__ = ["QATConv2d", "activation_fq", "weight_fq", "decode_convs", "insert_fake_quant", "set_observers",
+           "set_fake_quant", "quantizers", "is_qat"]

@@ -1,0 +1,277 @@
+"""Quantization-aware training (QAT) with distillation, and the INT8 export of its result.
+
+``run_qat`` fine-tunes a trained (distilled, possibly pruned) detector with fake-quantized convolutions
+(:mod:`yolo_kd.quantize.fake_quant`) while a teacher distils into it, through the ordinary distillation trainer
+(:func:`yolo_kd.train`: ``KDTrainer``, ``KDModel`` and its terms; no teacher = plain detection loss). Then:
+
+1. the fake-quantized ``best.pt`` -> Ultralytics' ONNX exporter -> ``qat_int8.onnx``: PyTorch writes every fake
+   quantizer as a QuantizeLinear/DequantizeLinear pair with the scale learned in training, so the file computes
+   what the trained network computed, and onnxruntime fuses each ``DQ -> Conv -> Q`` into an INT8 ``QLinearConv``;
+   the decode (head output convs, DFL, concat) has no Q/DQ and stays float, as on the PTQ path;
+2. with OpenVINO installed: the same file as an OpenVINO IR (``qat_int8_openvino_model/``; OpenVINO turns the
+   Q/DQ pairs into its own FakeQuantize and runs the convolutions in INT8);
+3. the parent (the model QAT started from) as FP32 ONNX and as PTQ INT8 ONNX (:func:`yolo_kd.quantize.ptq.export_int8`),
+   on the same calibration images, and the side-by-side report (:mod:`yolo_kd.quantize.report`: size, INT8
+   share, latency, mAP50-95 of every file, validated the same way).
+
+Layout of ``<project>/<name>/``: ``qat.yaml`` (settings), ``train/`` (the Ultralytics run: ``weights/best.pt``,
+``last.pt``, ``results.csv``, ``kd.yaml``), the exported files, ``qat_report.json`` and ``qat_report.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from ..core.checkpoints import checked_checkpoint_path, export_copy, load_checkpoint_model
+from ..core.errors import KDError
+from ..core.files import write_json_atomic, write_text_atomic
+from ..core.log import LOGGER
+from .fake_quant import insert_fake_quant, is_qat, set_fake_quant, set_observers
+
+#: fine-tuning settings that differ from Ultralytics' defaults: the model is trained already, and a warm-up's high
+#: bias learning rate would undo it (as for pruning's fine-tunes)
+FINETUNE_DEFAULTS = {"warmup_epochs": 0}
+BACKENDS = ("auto", "onnxruntime", "openvino", "both")
+
+
+@dataclass
+class QATResult:
+    """What :func:`run_qat` wrote."""
+
+    save_dir: Path
+    best: Path  # fake-quantized checkpoint (loads in Ultralytics with yolo_kd importable)
+    int8_onnx: Path
+    openvino_int8: Path | None = None
+    parent_fp32: Path | None = None
+    parent_ptq: Path | None = None
+    rows: list = field(default_factory=list)
+    table: str = ""
+    json: Path | None = None
+
+
+# ------------------------------------------------------------------------------------------------ preparation
+def calibration_batches(data: str, n: int, imgsz: int) -> list[torch.Tensor]:
+    """``n`` letterboxed train images (never val) as (1, 3, imgsz, imgsz) tensors: the PTQ path's calibration set."""
+    import cv2
+
+    from .calibration import calibration_files, letterbox_tensor, load_calibration
+
+    files, notes = calibration_files(data, n, split="train")
+    files, more = load_calibration(files, imgsz)
+    for msg in notes + more:
+        LOGGER.warning(msg)
+    return [torch.from_numpy(letterbox_tensor(cv2.imread(str(f)), imgsz)) for f in files]
+
+
+def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor]) -> torch.nn.Module:
+    """A fake-quantized copy of ``model``: batch norm folded, every convolution outside the decode fake-quantized,
+    activation ranges calibrated on ``images`` (float forward passes) and then held fixed; weight scales keep
+    following the weights while training."""
+    if is_qat(model):
+        raise KDError("the model is fake-quantized already (a QAT checkpoint): pass its FP32 parent, or --resume its run")
+    model = copy.deepcopy(model).float().eval()
+    model.fuse(verbose=False)  # BN folded into the convs, as the exported graph has it
+    n_q, n_float = insert_fake_quant(model)
+    device = next(model.parameters()).device
+    set_fake_quant(model, False)
+    set_observers(model, activations=True, weights=True)
+    with torch.no_grad():
+        for x in images:
+            model(x.to(device))
+    set_fake_quant(model, True)
+    set_observers(model, activations=False, weights=True)
+    LOGGER.info(f"yolo_kd: QAT: {n_q} convolutions fake-quantized, {n_float} decode convolutions float, "
+                f"activation ranges from {len(images)} train images")
+    return model.requires_grad_(True)
+
+
+def freeze(model: torch.nn.Module) -> torch.nn.Module:
+    """Stop all range observation (export and evaluation use the learned scales as they are)."""
+    set_observers(model, activations=False, weights=False)
+    return model
+
+
+# ------------------------------------------------------------------------------------------------ export
+def export_qat_onnx(best: str | Path, out: str | Path, imgsz: int) -> Path:
+    """The fake-quantized checkpoint ``best`` as a QDQ INT8 ONNX at ``out`` (Ultralytics' exporter, batch 1, static
+    shape, onnxslim, metadata), observers frozen first so the file holds exactly the trained scales."""
+    from ultralytics.nn.tasks import load_checkpoint  # noqa: F401 (the checkpoint holds yolo_kd's QAT modules)
+
+    ckpt = torch.load(str(best), map_location="cpu", weights_only=False)
+    model = (ckpt.get("ema") or ckpt["model"]).float()
+    if not is_qat(model):
+        raise KDError(f"'{best}' holds no fake-quantized model: pass a yolo_kd QAT checkpoint")
+    ckpt = {**ckpt, "model": freeze(model), "ema": None, "optimizer": None}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="yolo_kd_qat_", dir=out.parent) as tmp:
+        frozen = Path(tmp) / "qat.pt"
+        torch.save(ckpt, frozen)
+        export_copy(frozen, out, format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1)
+    fold_weight_quantization(out)
+    return out
+
+
+def fold_weight_quantization(path: str | Path) -> int:
+    """Store the weights of ``path`` as INT8: every QuantizeLinear of a constant (a weight) is computed once and
+    replaced by its int8 result, which the DequantizeLinear reads directly (what onnxruntime's PTQ writes; PyTorch's
+    exporter keeps the float weight and quantizes it at every run). Rounding is ONNX's (half to even), the same as
+    PyTorch's fake quantization. Returns the number of folded weights; the file is rewritten atomically."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from ..core.files import atomic_path
+
+    model = onnx.load(str(path))
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers[i] = consumers.get(i, 0) + 1
+    folded, drop = 0, []
+    for node in list(g.node):
+        if node.op_type != "QuantizeLinear" or not all(i in inits for i in node.input[:3]) or len(node.input) < 3:
+            continue
+        w, scale, zp = (numpy_helper.to_array(inits[i]) for i in node.input[:3])
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * w.ndim
+        if scale.ndim == 1 and scale.size > 1:
+            shape[axis] = scale.size
+        info = np.iinfo(zp.dtype)
+        q = np.clip(np.rint(w / scale.reshape(shape)) + zp.reshape(shape).astype(np.int64), info.min, info.max)
+        g.initializer.append(numpy_helper.from_array(q.astype(zp.dtype), name=node.output[0]))
+        g.node.remove(node)
+        drop += [i for i in node.input[:1] if consumers.get(i) == 1]
+        folded += 1
+    for name in drop:
+        g.initializer.remove(inits[name])
+    with atomic_path(path) as tmp:
+        onnx.save(model, str(tmp))
+    return folded
+
+
+def export_qat_openvino(int8_onnx: Path, folder: Path) -> Path:
+    """The QDQ ONNX as an OpenVINO IR (OpenVINO maps the Q/DQ pairs to its FakeQuantize and runs INT8 kernels)."""
+    from .openvino_ir import onnx_to_ir
+
+    return onnx_to_ir(int8_onnx, folder)
+
+
+# ------------------------------------------------------------------------------------------------ the whole run
+def settings_path(save_dir: Path) -> Path:
+    return Path(save_dir) / "qat.yaml"
+
+
+def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Path | None = None, epochs: int = 10,
+            imgsz: int = 640, batch: int = 16, device: Any = None, calib_images: int = 128, backend: str = "auto",
+            save_dir: str | Path = "runs/qat/exp", kd_cfg: str | Path | dict | None = None, resume: str | Path | None = None,
+            report: bool = True, ptq: bool = True, threads: int = 2, latency_seconds: float = 6.0,
+            **train_overrides: Any) -> QATResult:
+    """Fine-tune ``model`` with fake quantization (distilling from ``teacher`` when given), export INT8, report.
+
+    ``resume``: the run's ``train/weights/last.pt``; training continues where it stopped (a finished run goes
+    straight to the export) and every other setting comes from the run's ``qat.yaml``.
+    ``**train_overrides``: other Ultralytics training arguments (lr0, optimizer, workers, seed, ...).
+    """
+    from ..api import train
+    from ..data.datasets import resolve_data
+    from .openvino_ir import export_backends
+    from .ptq import stride_multiple
+
+    if resume:
+        last = Path(resume)
+        if not last.is_file() or last.parent.name != "weights" or not settings_path(last.parents[2]).is_file():
+            raise KDError(f"--resume '{resume}' is not the last.pt of a QAT run: pass <project>/<name>/train/weights/last.pt")
+        save_dir = last.parents[2]
+        saved = yaml.safe_load(settings_path(save_dir).read_text())
+        model, data, teacher, imgsz, calib_images, backend = (saved[k] for k in ("model", "data", "teacher", "imgsz",
+                                                                                 "calib_images", "backend"))
+        report, ptq = saved.get("report", report), saved.get("ptq", ptq)
+    if model is None:
+        raise KDError("no model given: pass --model best.pt (the trained FP32 model to fine-tune with QAT)")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise KDError(f"--epochs {epochs} is invalid: pass 1 or more QAT fine-tuning epochs (e.g. 10)")
+    if backend not in BACKENDS:
+        raise KDError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if not isinstance(calib_images, int) or calib_images < 1:
+        raise KDError(f"--calib-images {calib_images} is invalid: pass 1 or more train images (e.g. 128)")
+    backends = export_backends(backend)
+    checked_checkpoint_path(model, "model", fix="pass the trained FP32 .pt to fine-tune with QAT")
+    parent, _ = load_checkpoint_model(model, "model")
+    if teacher:
+        load_checkpoint_model(teacher, "teacher")  # one line now, not after calibration
+    data = resolve_data(data)
+    imgsz = stride_multiple(imgsz)
+    save_dir = Path(save_dir).resolve()
+    run_dir = save_dir / "train"
+    if resume:
+        ck = torch.load(str(resume), map_location="cpu", weights_only=False)
+        if ck.get("epoch", -1) >= 0:  # unfinished: continue it (a finished run's last.pt has epoch -1)
+            train(str(resume), teacher=teacher, data=data, resume=str(resume), **train_overrides)
+    else:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(settings_path(save_dir), yaml.safe_dump({
+            "model": str(Path(model).resolve()), "teacher": str(Path(teacher).resolve()) if teacher else None,
+            "data": data, "epochs": epochs, "imgsz": imgsz, "batch": batch, "calib_images": calib_images,
+            "backend": backend, "report": report, "ptq": ptq, **{k: v for k, v in train_overrides.items()
+                                                                  if isinstance(v, (int, float, str, bool))}},
+            sort_keys=False))
+        qmodel = prepare_qat(parent, calibration_batches(data, calib_images, imgsz))
+        run = {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
+               "project": str(save_dir), "name": "train", "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
+        train(qmodel, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
+    best = run_dir / "weights" / "best.pt"
+    if not best.is_file():
+        raise KDError(f"the QAT run wrote no '{best}': check the training log above")
+    return export_and_report(best, Path(model), data, imgsz, calib_images, backends, save_dir, report, ptq, threads,
+                             latency_seconds)
+
+
+def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_images: int, backends: tuple[str, ...],
+                      save_dir: Path, report: bool = True, ptq: bool = True, threads: int = 2,
+                      latency_seconds: float = 6.0) -> QATResult:
+    """QAT INT8 ONNX (+ IR), the parent's FP32 and PTQ INT8 files, and the report table/JSON."""
+    from .openvino_ir import ir_dir
+    from .ptq import export_int8
+
+    res = QATResult(save_dir, best, export_qat_onnx(best, save_dir / "qat_int8.onnx", imgsz))
+    if "openvino" in backends:
+        res.openvino_int8 = export_qat_openvino(res.int8_onnx, ir_dir(save_dir, "qat_int8"))
+    models: dict[str, Path] = {}
+    if ptq or report:
+        exp = export_int8(parent, data, imgsz=imgsz, calib_images=calib_images, out_dir=save_dir,
+                          fp32_name="parent_fp32.onnx", int8_name="parent_ptq_int8.onnx",
+                          backend="onnxruntime" if not ptq else ("both" if "openvino" in backends else "onnxruntime"))
+        res.parent_fp32 = exp.fp32_onnx
+        res.parent_ptq = exp.int8_onnx if ptq else None
+        models["FP32 ONNX (parent)"] = exp.fp32_onnx
+        if ptq:
+            models["PTQ INT8 ONNX (parent)"] = exp.int8_onnx
+    models["QAT INT8 ONNX"] = res.int8_onnx
+    if res.openvino_int8 is not None:
+        if ptq and exp.openvino_int8 is not None:
+            models["PTQ INT8 IR (parent)"] = exp.openvino_int8
+        models["QAT INT8 IR"] = res.openvino_int8
+    if report:
+        from .report import markdown_table, measure_all
+
+        res.rows = measure_all(models, data, imgsz, threads=threads, latency_seconds=latency_seconds)
+        res.table = markdown_table(res.rows)
+        res.json = save_dir / "qat_report.json"
+        write_json_atomic(res.json, {"best": str(best), "parent": str(parent), "data": data, "imgsz": imgsz,
+                                     "calib_images": calib_images, "rows": [r.to_dict() for r in res.rows]})
+        write_text_atomic(save_dir / "qat_report.md", res.table + "\n")
+    return res
+
+
+__all__ = ["QATResult", "prepare_qat", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_openvino",
+           "run_qat", "export_and_report"]
