@@ -82,3 +82,26 @@ def test_assistant_chain_gives_a_plain_student(tiny_data, teacher_pt, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert out.returncode == 0 and "MAP" in out.stdout, out.stderr[-2000:]
+
+
+def test_compare_self_and_assistant_arms(tiny_data, teacher_pt, tmp_path, monkeypatch):
+    """compare --self-distill / --assistant: the arms per seed (seed-major) and the training call each makes."""
+    import yolo_kd.api
+    from yolo_kd.commands.compare import with_chain_arms
+    from yolo_kd.evidence import compare as cmp
+
+    specs = cmp.plan_runs("yolo11n.yaml", teacher_pt, tiny_data, [0, 1], str(tmp_path), {"epochs": 1}, False, None, ["vanilla"])
+    specs = with_chain_arms(specs, [0, 1], teacher_pt, True, "yolov8n.yaml")
+    assert [(s.variant, s.seed, s.teacher, s.assistant) for s in specs] == [
+        ("vanilla", 0, None, None), ("kd-self", 0, "self", None), ("kd-assistant", 0, teacher_pt, "yolov8n.yaml"),
+        ("vanilla", 1, None, None), ("kd-self", 1, "self", None), ("kd-assistant", 1, teacher_pt, "yolov8n.yaml"),
+    ]
+    calls = []
+    monkeypatch.setattr(yolo_kd.api, "train", lambda *a, **k: calls.append((a, k)))
+    for spec in specs[1:3]:
+        cmp._train(spec)
+    (a_self, k_self), (a_ta, k_ta) = calls
+    assert a_self == ("yolo11n.yaml",) and k_self["teacher"] == "self" and "assistant" not in k_self and k_self["seed"] == 0
+    assert k_ta["teacher"] == teacher_pt and k_ta["assistant"] == "yolov8n.yaml" and k_ta["name"] == "kd-assistant-seed0"
+    with pytest.raises(KDError, match="assistant: student model YAML 'nope.yaml' not found"):
+        with_chain_arms(specs, [0], teacher_pt, False, "nope.yaml")

@@ -50,6 +50,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--kd-cfg", help="distillation YAML for the kd runs (default cfg/kd_default.yaml)")
     for key in config_keys():
         p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}' of the kd runs")
+    p.add_argument("--self-distill", action="store_true", help="also train a kd-self arm: online self-distillation (teacher self)")
+    p.add_argument("--assistant", metavar="MODEL", help="also train a kd-assistant arm: the teacher distilled into MODEL (.yaml "
+                   "or .pt), then MODEL into the student")
     p.add_argument("--project", default="runs/compare", help="folder for the runs and the report")
     p.add_argument("--runs", nargs="+", help="read these finished run folders instead of training")
     p.add_argument("--variants", nargs="+", default=list(cmp.VARIANTS), choices=list(cmp.VARIANTS),
@@ -81,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
         specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg,
                               args.variants, arms)
+        specs = with_chain_arms(specs, args.seeds, str(Path(args.teacher).resolve()), args.self_distill, args.assistant)
         _train_all(specs)
         if args.equal_time:
             specs += _equal_time_runs(specs, args.time_ratio)
@@ -103,6 +107,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n" + table)
     print(f"report: {out / 'compare.md'}, {out / 'compare.json'}\nplots:  {', '.join(map(str, plots))}")
     return 0
+
+
+def with_chain_arms(specs: list[cmp.RunSpec], seeds: list[int], teacher: str, self_distill: bool, assistant: str | None) -> list[cmp.RunSpec]:
+    """``specs`` plus, per seed, the kd-self (teacher self) and kd-assistant (teacher -> assistant -> student) arms, seed-major."""
+    if not (self_distill or assistant):
+        return specs
+    if assistant:
+        from ..api import _check_student
+
+        try:
+            _check_student(assistant)
+        except KDError as e:
+            raise KDError(f"assistant: {e}") from None
+    base = specs[0]
+    extra = []
+    for seed in seeds:
+        common = dict(seed=seed, student=base.student, data=base.data, project=base.project, train_args=dict(base.train_args), kd_cfg=base.kd_cfg)
+        if self_distill:
+            extra.append(cmp.RunSpec("kd-self", teacher="self", **common))
+        if assistant:
+            extra.append(cmp.RunSpec("kd-assistant", teacher=teacher, assistant=str(assistant), **common))
+    return sorted(specs + extra, key=lambda s: seeds.index(s.seed))
 
 
 def _finished(spec: cmp.RunSpec) -> bool:

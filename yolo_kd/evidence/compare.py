@@ -45,6 +45,7 @@ class RunSpec:
     train_args: dict[str, Any]
     kd: dict[str, Any] = field(default_factory=dict)
     kd_cfg: str | None = None
+    assistant: str | None = None  # teacher-assistant chain: teacher -> assistant -> student (run <name>-assistant first)
 
     @property
     def name(self) -> str:
@@ -136,7 +137,8 @@ def _train(spec: RunSpec) -> None:
     else:
         from ..api import train
 
-        train(spec.student, teacher=spec.teacher, kd_cfg=spec.kd_cfg, **{f"kd_{k}": v for k, v in spec.kd.items()}, **common)
+        chain = {"assistant": spec.assistant} if spec.assistant else {}
+        train(spec.student, teacher=spec.teacher, kd_cfg=spec.kd_cfg, **chain, **{f"kd_{k}": v for k, v in spec.kd.items()}, **common)
 
 
 def _worker(spec_path: str) -> int:
