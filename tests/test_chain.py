@@ -105,3 +105,16 @@ def test_compare_self_and_assistant_arms(tiny_data, teacher_pt, tmp_path, monkey
     assert k_ta["teacher"] == teacher_pt and k_ta["assistant"] == "yolov8n.yaml" and k_ta["name"] == "kd-assistant-seed0"
     with pytest.raises(KDError, match="assistant: student model YAML 'nope.yaml' not found"):
         with_chain_arms(specs, [0], teacher_pt, False, "nope.yaml")
+
+
+def test_capacity_gap_warning_quotes_the_measured_sizes():
+    from yolo_kd.distill.capacity import gap_warning, model_gflops, num_params
+
+    n, x, m = (DetectionModel(f"yolo11{s}.yaml", nc=4, verbose=False) for s in "nxm")
+    note = gap_warning(n, x, imgsz=64)
+    rp, rf = num_params(x) / num_params(n), model_gflops(x, 64) / model_gflops(n, 64)
+    assert 20 < rp < 25 and 25 < rf < 35  # yolo11x vs yolo11n
+    assert f"{rp:.1f}x the student's parameters ({num_params(x) / 1e6:.1f}M vs {num_params(n) / 1e6:.1f}M)" in note
+    assert f"{rf:.1f}x its FLOPs" in note and "--assistant" in note and "docs/self_distillation.md" in note
+    assert gap_warning(n, m, imgsz=64) is None  # 7.7x: below the threshold
+    assert "is larger than the teacher" in gap_warning(m, n, imgsz=64)
