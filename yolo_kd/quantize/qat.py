@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,7 +115,9 @@ def export_qat_onnx(best: str | Path, out: str | Path, imgsz: int) -> Path:
     with tempfile.TemporaryDirectory(prefix="yolo_kd_qat_", dir=out.parent) as tmp:
         frozen = Path(tmp) / "qat.pt"
         torch.save(ckpt, frozen)
-        export_copy(frozen, out, format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1)
+        with warnings.catch_warnings():  # the fake quantizers' enabled-flags are constants of the trace, as meant
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            export_copy(frozen, out, format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1)
     fold_weight_quantization(out)
     return out
 
@@ -167,6 +170,14 @@ def export_qat_openvino(int8_onnx: Path, folder: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ the whole run
+def _holds_qat_model(path: str | Path) -> bool:
+    """Whether a checkpoint pickles this package's QAT convolutions (read from the archive, nothing unpickled)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return any(b"QATConv2d" in z.read(n) for n in z.namelist() if n.endswith(".pkl"))
+
+
 def settings_path(save_dir: Path) -> Path:
     return Path(save_dir) / "qat.yaml"
 
@@ -206,6 +217,8 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
         raise KDError(f"--calib-images {calib_images} is invalid: pass 1 or more train images (e.g. 128)")
     backends = export_backends(backend)
     checked_checkpoint_path(model, "model", fix="pass the trained FP32 .pt to fine-tune with QAT")
+    if _holds_qat_model(model):
+        raise KDError(f"'{model}' is fake-quantized already (a QAT checkpoint): pass its FP32 parent, or --resume its run")
     parent, _ = load_checkpoint_model(model, "model")
     if teacher:
         load_checkpoint_model(teacher, "teacher")  # one line now, not after calibration

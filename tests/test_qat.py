@@ -1,0 +1,151 @@
+"""QAT (issue 16): fake quantization placed for onnxruntime's INT8 kernels, fine-tuned through the distillation
+trainer (with and without teacher), exported to a QDQ ONNX that computes what the fake-quantized model computes."""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+import torch
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
+
+from yolo_kd.commands import qat as qat_cmd
+from yolo_kd.core.errors import KDError, run_cli
+from yolo_kd.quantize.calibration import letterbox_tensor
+from yolo_kd.quantize.fake_quant import QATConv2d, decode_convs, is_qat
+from yolo_kd.quantize.qat import freeze, prepare_qat, run_qat
+
+QAT_ARGS = dict(epochs=1, imgsz=64, batch=16, device="cpu", calib_images=4, backend="onnxruntime", workers=0,
+                fraction=0.25, seed=0, verbose=False)
+
+
+def _one_line(capsys, argv) -> str:
+    assert run_cli(qat_cmd.main, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("yolo_kd: error: "), err
+    return err[0]
+
+
+def _val_images(data: str, n: int = 4) -> list[np.ndarray]:
+    root = Path(data).parent / "images" / "val"
+    return [letterbox_tensor(cv2.imread(str(f)), 64) for f in sorted(root.iterdir())[:n]]
+
+
+@pytest.fixture(scope="module")
+def qat_run(teacher_pt, tiny_data, tmp_path_factory):
+    """QAT of the trained tiny model with itself as teacher, exported (no latency/mAP report)."""
+    out = tmp_path_factory.mktemp("qat") / "kd"
+    return run_qat(teacher_pt, tiny_data, teacher=teacher_pt, save_dir=out, report=False, ptq=False, **QAT_ARGS)
+
+
+def test_prepare_keeps_the_decode_float_and_calibrates_ranges():
+    torch.manual_seed(0)
+    m = DetectionModel("yolo11n.yaml", nc=4, verbose=False)
+    q = prepare_qat(m, [torch.rand(1, 3, 64, 64) for _ in range(2)])
+    convs = [x for x in q.modules() if isinstance(x, torch.nn.Conv2d)]
+    quantized = [x for x in convs if isinstance(x, QATConv2d)]
+    assert len(decode_convs(q)) == 7 and len(quantized) == len(convs) - 7  # 6 head output convs + DFL stay float
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in q.modules())  # folded, as exported
+    assert all(float(c.input_fq.scale) != 1.0 and not c.input_fq.observer_enabled for c in quantized)
+    assert all(c.weight_fq.observer_enabled and c.weight_fq.scale.numel() == c.out_channels for c in quantized)
+    assert not is_qat(m) and is_qat(q)  # the original is left alone
+    with pytest.raises(KDError, match="fake-quantized already"):
+        prepare_qat(q, [])
+
+
+def test_gradients_reach_the_fake_quantized_student_not_the_teacher():
+    from yolo_kd.distill.config import load_kd_config
+    from yolo_kd.distill.model import KDModel
+
+    torch.manual_seed(0)
+    student, teacher = DetectionModel("yolo11n.yaml", nc=4, verbose=False), DetectionModel("yolo11s.yaml", nc=4, verbose=False)
+    q = prepare_qat(student, [torch.rand(1, 3, 64, 64)])
+    q.args = get_cfg(overrides={"imgsz": 64})
+    kd = KDModel(q, teacher, load_kd_config()).train()
+    batch = {"img": torch.rand(2, 3, 64, 64), "batch_idx": torch.tensor([0.0, 1.0]), "cls": torch.tensor([[1.0], [2.0]]),
+             "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.4, 0.6, 0.2, 0.4]])}
+    loss, items = kd(batch)
+    assert set(items) >= {"kd_cls", "kd_box", "kd_feat"} and all(torch.isfinite(v) for v in items.values())
+    loss.sum().backward()
+    first = q.model[0].conv
+    assert isinstance(first, QATConv2d) and first.weight.grad.abs().sum() > 0  # straight-through the fake quant
+    assert all(p.grad is None and not p.requires_grad for p in teacher.parameters())
+
+
+def test_qat_with_teacher_exports_int8_onnx_that_matches_the_fake_quant_model(qat_run, tiny_data):
+    from yolo_kd.quantize.onnx_graph import float_node_groups, kernel_share
+
+    run_dir = qat_run.save_dir / "train"
+    header = next(csv.reader(open(run_dir / "results.csv")))
+    assert any(h.strip() == "train/kd_cls" for h in header)  # the teacher distilled during QAT
+    share = kernel_share(qat_run.int8_onnx)
+    assert share.n_conv == 88 and share.n_int8 == 81  # onnxruntime runs every conv outside the decode in INT8
+    model = onnx.load(str(qat_run.int8_onnx))
+    kinds = {c.name: c.kind for c in share.convs}
+    assert all(kinds[n] == "float" for n in float_node_groups(model)["head"])  # decode float, as PTQ keeps it
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    weights = [producer[c.input[1]] for c in model.graph.node if c.op_type == "Conv" and c.input[1] in producer]
+    assert len(weights) == 81 and all(d.op_type == "DequantizeLinear" and inits[d.input[0]].data_type == onnx.TensorProto.INT8
+                                      for d in weights)  # weights stored as INT8, as onnxruntime's PTQ stores them
+    assert {p.key for p in model.metadata_props} >= {"names", "stride", "imgsz"}
+
+    import onnxruntime as ort
+
+    ckpt = torch.load(str(qat_run.best), weights_only=False)
+    fq = freeze((ckpt.get("ema") or ckpt["model"]).float().eval())
+    session = ort.InferenceSession(str(qat_run.int8_onnx), providers=["CPUExecutionProvider"])
+    fp = copy.deepcopy(fq)
+    for m in fp.modules():
+        if isinstance(m, QATConv2d):
+            for f in (m.input_fq, m.weight_fq, m.output_fq):
+                f.disable_fake_quant()
+    for x in _val_images(tiny_data):
+        want = fq(torch.from_numpy(x))[0].detach().numpy()
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+        float_out = fp(torch.from_numpy(x))[0].detach().numpy()
+        err = np.abs(got - want)
+        # boxes (pixels) within a hundredth of a pixel at the median, scores the same; far closer than float is
+        assert np.median(err) < 1e-3 and err.max() < 0.05 * max(1.0, np.abs(want).max()), err.max()
+        assert np.abs(float_out - want).max() > 10 * np.median(err)
+
+
+def test_qat_fine_tune_without_teacher(teacher_pt, tiny_data, tmp_path):
+    import yolo_kd
+    from yolo_kd.core.checkpoints import load_checkpoint_model
+    from yolo_kd.quantize.qat import calibration_batches
+
+    parent, _ = load_checkpoint_model(teacher_pt)
+    q = prepare_qat(parent, calibration_batches(tiny_data, 2, 64))
+    args = {k: v for k, v in QAT_ARGS.items() if k not in ("calib_images", "backend")}
+    trainer = yolo_kd.train(q, data=tiny_data, project=str(tmp_path), name="plain", plots=False, **args)
+    header = next(csv.reader(open(Path(trainer.save_dir) / "results.csv")))
+    assert not any("kd_" in h for h in header)  # plain detection loss
+    ckpt = torch.load(str(trainer.best), weights_only=False)
+    assert is_qat(ckpt.get("ema") or ckpt["model"])
+
+
+def test_resume_of_a_finished_run_exports_without_training(qat_run):
+    rows = (qat_run.save_dir / "train" / "results.csv").read_text()
+    qat_run.int8_onnx.unlink()
+    again = run_qat(None, None, resume=qat_run.save_dir / "train" / "weights" / "last.pt", report=False, ptq=False)
+    assert again.int8_onnx == qat_run.int8_onnx and again.int8_onnx.is_file()
+    assert (qat_run.save_dir / "train" / "results.csv").read_text() == rows
+
+
+def test_bad_input_is_one_line(capsys, tmp_path, tiny_data, teacher_pt, qat_run):
+    assert "not found" in _one_line(capsys, ["--model", str(tmp_path / "no.pt"), "--data", tiny_data])
+    assert "--model is required" in _one_line(capsys, ["--data", tiny_data])
+    assert "--epochs 0 is invalid" in _one_line(capsys, ["--model", teacher_pt, "--data", tiny_data, "epochs=0"])
+    assert "--calib-images 0" in _one_line(capsys, ["--model", teacher_pt, "--data", tiny_data, "--calib-images", "0"])
+    assert "not the last.pt of a QAT run" in _one_line(capsys, ["--resume", teacher_pt])
+    assert "fake-quantized already" in _one_line(capsys, ["--model", str(qat_run.best), "--data", tiny_data,
+                                                          "--project", str(tmp_path), "--backend", "onnxruntime"])
+    assert "quantize" in _one_line(capsys, ["--model", teacher_pt, "--data", tiny_data, "quantize=8"])
+    assert not any(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == ["no.pt"]
