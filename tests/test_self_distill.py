@@ -143,3 +143,34 @@ def test_self_teacher_travels_through_the_ddp_launcher(tiny_data, tmp_path):
     cfg = {**DEFAULT_CFG_DICT, "save_dir": ""}
     worker = state["trainer"](cfg=cfg, overrides=state["args"], _callbacks=state["callbacks"])
     assert worker.teacher_path == SELF and worker.kd_config.self_refresh == 3 and worker.teacher is None
+
+
+def test_self_distillation_in_a_two_process_cpu_ddp_run(tiny_data, tmp_path):
+    """Ultralytics' own DDP launcher path (as tests/test_ddp.py): each rank builds its snapshot teacher beside DDP,
+    distils nothing in epoch 0 and from its EMA snapshot in epoch 1, and keeps the student identical across ranks."""
+    from ultralytics.utils.dist import ddp_cleanup, generate_ddp_command
+
+    from .ddp_worker import Probe
+    from .test_ddp import WORLD, _launch
+
+    overrides = dict(model="yolo11n.yaml", data=tiny_data, teacher="self", kd_self_refresh=1, epochs=2, project=str(tmp_path), name="ddp",
+                     **{**TRAIN_ARGS, "nbs": TRAIN_ARGS["batch"], "fraction": 0.67})
+    trainer = KDTrainer(overrides=overrides)
+    trainer.world_size = WORLD
+    probe = Probe(str(tmp_path / "probe"))
+    for event in ("on_pretrain_routine_end", "on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end", "teardown"):
+        trainer.add_callback(event, getattr(probe, event))
+    cmd, file = generate_ddp_command(trainer)
+    try:
+        _launch(cmd[:-1] + ["-m", "tests.ddp_worker", file], tmp_path / "ddp.log")
+    finally:
+        ddp_cleanup(trainer, str(file))
+    ranks = [torch.load(tmp_path / "probe" / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    for rec in ranks:
+        assert rec["teacher_in_ddp"] is False and rec["terms"] == ("kd_cls", "kd_box", "kd_feat") and rec["config"].self_refresh == 1
+        by_epoch = {e: [b["items"] for b in rec["batches"] if b["epoch"] == e] for e in (0, 1)}
+        assert by_epoch[0] and all(items[k] == 0.0 for items in by_epoch[0] for k in rec["terms"])
+        assert by_epoch[1] and all(items[k] > 0 for items in by_epoch[1] for k in rec["terms"])
+    a, b = ranks[0]["student_end"], ranks[1]["student_end"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert "refreshed from the EMA at the start of epoch 2" in (tmp_path / "ddp.log").read_text()

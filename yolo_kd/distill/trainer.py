@@ -167,7 +167,7 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
 
     def _refresh_self_teacher(self) -> None:
         """Online self-distillation: at the start of every ``self_refresh``-th epoch the teacher becomes a new frozen
-        snapshot of the student's EMA (every rank takes it from its own, identical, EMA)."""
+        snapshot of the student's EMA (each DDP rank from its own: the same weights, BatchNorm statistics per rank)."""
         model = unwrap_model(self.model)
         if self.teacher_path != SELF or self.ema is None or not isinstance(model, KDModel) or self._self_snapshot_epoch == self.epoch:
             return
