@@ -25,6 +25,7 @@ def test_defaults_and_precedence(tmp_path):
         ({"cls": -1}, "negative"),
         ({"temperature": 0}, "must be > 0"),
         ({"schedule": "step"}, "unknown distillation schedule"),
+        ({"weighting": "student"}, "unknown anchor weighting 'student'"),
         ({"box": "abc"}, "must be a number"),
     ],
 )

@@ -5,6 +5,7 @@ import torch
 
 from yolo_kd.distill.losses import (
     MGDGenerator,
+    anchor_weight,
     box_distillation_loss,
     class_distillation_loss,
     cwd_loss,
@@ -55,6 +56,25 @@ def test_class_loss_weights_confident_anchors():
     on_obj[0, 1, 0] = 4.0
     on_bg[0, 1, 1] = 4.0
     assert class_distillation_loss(t + on_obj, t, 1.0) > 5 * class_distillation_loss(t + on_bg, t, 1.0)
+
+
+def test_student_aware_weighting_sees_student_false_positives():
+    """'max' weighting gives a background anchor the student fires on the student's confidence (so the class term
+    pushes the false positive down); 'teacher' weighting ignores it. Neither carries a gradient."""
+    t = torch.full((1, 2, 3), -6.0)
+    t[0, 0, 0] = 6.0  # anchor 0: object; anchors 1, 2: background for the teacher
+    s = t.clone()
+    s[0, 1, 1] = 2.0  # the student agrees with the teacher except that it fires on anchor 1
+    s.requires_grad_(True)
+    by_teacher, by_max = anchor_weight(t, s, "teacher"), anchor_weight(t, s, "max")
+    assert torch.allclose(by_teacher, teacher_confidence(t))
+    assert by_max[0, 1] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
+    assert by_teacher[0, 1] == pytest.approx(torch.sigmoid(torch.tensor(-6.0)).item())
+    assert by_max[0, 0] == by_teacher[0, 0] and by_max[0, 2] == by_teacher[0, 2]
+    assert not by_max.requires_grad
+    # the false positive costs more than 10x as much under 'max'
+    fp_loss = {k: class_distillation_loss(s, t, 1.0, "bkl", anchor_weight(t, s, k)) for k in ("teacher", "max")}
+    assert fp_loss["max"] > 10 * fp_loss["teacher"]
 
 
 def test_box_loss_zero_equal_grows_and_scales():

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..core.errors import KDError
-from .terms import CHOICES, TERMS
+from .terms import ANCHOR_WEIGHTINGS, CHOICES, TERMS
 
 DEFAULT_CFG = Path(__file__).resolve().parents[2] / "cfg" / "kd_default.yaml"
 SCHEDULES = ("constant", "linear", "cosine")
@@ -31,6 +31,7 @@ class KDConfig:
 
     cls_loss: str
     temperature: float
+    weighting: str
     box_loss: str
     one2one: float
     feat_loss: str
@@ -126,6 +127,8 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
         if getattr(c, key) not in names:
             kind = {"cls_loss": "class", "box_loss": "box distance"}.get(key, "feature")
             raise KDError(f"unknown {kind} distillation loss '{getattr(c, key)}': choose one of {', '.join(names)}")
+    if c.weighting not in ANCHOR_WEIGHTINGS:
+        raise KDError(f"unknown anchor weighting '{c.weighting}': choose one of {', '.join(ANCHOR_WEIGHTINGS)}")
     if c.schedule not in SCHEDULES:
         raise KDError(f"unknown distillation schedule '{c.schedule}': choose one of {', '.join(SCHEDULES)}")
     if c.teacher_precision not in TEACHER_PRECISIONS:

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..core.checkpoints import detect_head
 from .config import KDConfig
-from .losses import teacher_confidence
+from .losses import anchor_weight
 from .teacher import Teacher, freeze_teacher  # noqa: F401  (freeze_teacher: public here since 0.1)
 from .terms import TERM_NAMES, TERMS, TermInputs, box_form, class_loss_kind, term_loss
 
@@ -183,11 +183,14 @@ class KDModel(nn.Module):
         one2one = None
         if self.distil_one2one:
             t_o2o = t_out["one2one"]
-            one2one = TermInputs(student_one2one(preds), t_o2o, teacher_confidence(t_o2o["scores"]), self.kd_config,
-                                 self.reg_max, teacher_reg_max=self.teacher_reg_max)
+            s_o2o = student_one2one(preds)
+            weight = anchor_weight(t_o2o["scores"], s_o2o["scores"], self.kd_config.weighting)
+            one2one = TermInputs(s_o2o, t_o2o, weight, self.kd_config, self.reg_max, teacher_reg_max=self.teacher_reg_max)
+        s_out = student_outputs(preds)
+        weight = anchor_weight(t_out["scores"], s_out["scores"], self.kd_config.weighting)
         inputs = TermInputs(
-            student_outputs(preds), t_out, teacher_confidence(t_out["scores"]), self.kd_config, self.reg_max, self.adapters,
-            self.generators, teacher_reg_max=self.teacher_reg_max, one2one=one2one,
+            s_out, t_out, weight, self.kd_config, self.reg_max, self.adapters, self.generators,
+            teacher_reg_max=self.teacher_reg_max, one2one=one2one,
         )
         by_name = {t.name: t for t in TERMS}
         terms = [term_loss(by_name[n], inputs) * (self.kd_config.weight(by_name[n]) * scale) for n in self.terms]

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .losses import (
+    ANCHOR_WEIGHTINGS,
     CLASS_KL,
     FEATURE_LOSSES,
     DISTANCE_LOSSES,

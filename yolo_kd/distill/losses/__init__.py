@@ -6,7 +6,7 @@ Imports nothing else from yolo_kd; the term registry (``yolo_kd.distill.terms``)
 
 from .distance_losses import DISTANCE_LOSSES, distance_distillation_loss, side_distances
 from .feature_losses import MGDGenerator, cwd_loss, score_weighted_mse_loss
-from .logit_losses import CLASS_KL, box_distillation_loss, class_distillation_loss, teacher_confidence
+from .logit_losses import ANCHOR_WEIGHTINGS, CLASS_KL, anchor_weight, box_distillation_loss, class_distillation_loss, teacher_confidence
 
 #: feature loss names accepted in the config (``feat_loss``)
 FEATURE_LOSSES = ("cwd", "mgd", "mse")
@@ -26,4 +26,6 @@ __all__ = [
     "score_weighted_mse_loss",
     "side_distances",
     "teacher_confidence",
+    "anchor_weight",
+    "ANCHOR_WEIGHTINGS",
 ]

@@ -23,6 +23,28 @@ def teacher_confidence(teacher_scores: torch.Tensor) -> torch.Tensor:
     return teacher_scores.detach().float().sigmoid().amax(1)
 
 
+ANCHOR_WEIGHTINGS = ("teacher", "max")
+
+
+def anchor_weight(teacher_scores: torch.Tensor, student_scores: torch.Tensor, kind: str = "teacher") -> torch.Tensor:
+    """Per-anchor distillation weight.
+
+    ``teacher``: the teacher's confidence (:func:`teacher_confidence`). ``max``: the larger of the teacher's and the
+    (detached) student's confidence, so an anchor where the student fires on background that the teacher calls
+    empty is weighted too and its false positive is pushed down.
+
+    Args:
+        teacher_scores, student_scores: (B, nc, A) class logits.
+        kind: one of :data:`ANCHOR_WEIGHTINGS`.
+    Returns:
+        (B, A) weights in (0, 1), without gradient.
+    """
+    weight = teacher_confidence(teacher_scores)
+    if kind == "max":
+        weight = torch.maximum(weight, teacher_confidence(student_scores))
+    return weight
+
+
 def _weighted_mean(per_anchor: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Sum of ``per_anchor * weight`` over (B, A) divided by the weight mass (stays on device)."""
     return (per_anchor * weight).sum() / weight.sum().clamp(min=1e-6)
