@@ -1,9 +1,12 @@
 """Quantization: calibrated static INT8 ONNX export (``ptq``), its calibration data (``calibration``), ONNX graph
 analysis (``onnx_graph``: the float-kept decode tail, which convolutions run as INT8 kernels), the OpenVINO path
 (``openvino_ir``: FP32 and NNCF INT8 IRs; ``openvino_graph``: the same decode tail and INT8 share on OpenVINO's
-graphs; both walk the graph with ``graph_tail``) and the side-by-side export report (``report``).
+graphs; both walk the graph with ``graph_tail``), the side-by-side export report (``report``) and quantization-aware
+training (``fake_quant``: where the fake quantizers go; ``qat``: fine-tuning through the distillation trainer, then
+export and report).
 
-May import ``yolo_kd.core`` and ``yolo_kd.data``; never ``distill``, ``prune``, ``deploy`` or ``evidence``.
+May import ``yolo_kd.core`` and ``yolo_kd.data``, and ``yolo_kd.distill`` (``qat`` alone, through ``yolo_kd.api``);
+never ``prune``, ``deploy`` or ``evidence``.
 
 ``yolo_kd.quantize`` was a single module in 0.1: its names still resolve here, lazily and with a
 DeprecationWarning naming their new module, for one release (``from yolo_kd.quantize import export_int8``).

@@ -1,0 +1,118 @@
+"""The edge chain's table and Pareto plot (issue 16), from the runs ``benchmarks/edge_chain.sh`` leaves in ``--out``.
+
+Stages (per seed ``S``): ``vanilla-sS`` (yolo11n, the baseline), ``kd-sS`` (distilled), ``prune-sS`` (pruned in
+steps with distillation fine-tuning), ``ft-sS`` (the pruned model fine-tuned FP32 with the teacher for the QAT
+epochs: the equal-epochs reference), ``qat-sS`` (PTQ of the pruned model and QAT with the teacher: its
+``parent_ptq_int8.onnx`` and ``qat_int8.onnx``) and ``qat-plain-sS`` (QAT without teacher).
+
+mAP50-95 of every stage is measured on ONNX files at the training size with Ultralytics' validator (every file
+the same way); mean ± std over the seeds. Size, INT8 share and latency are measured once, on seed 0's files
+exported at ``--lat-imgsz`` (default 640), all files taking turns in one process (``yolo_kd.quantize.report``).
+Params and GFLOPs (at 640) come from the checkpoints; an INT8 file has its parent's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+STAGES = [  # (key, label, run folder prefix, what: "pt" checkpoint or an ONNX file name in the QAT run)
+    ("vanilla", "vanilla yolo11n, FP32 (baseline)", "vanilla", "pt"),
+    ("kd", "distilled, FP32", "kd", "pt"),
+    ("pruned", "distilled + pruned, FP32", "prune", "pt"),
+    ("ft", "pruned + FP32 fine-tune (QAT epochs, teacher)", "ft", "pt"),
+    ("ptq", "pruned, INT8 PTQ", "qat", "parent_ptq_int8.onnx"),
+    ("qat_plain", "pruned, INT8 QAT without teacher", "qat-plain", "qat_int8.onnx"),
+    ("qat_kd", "pruned, INT8 QAT with teacher", "qat", "qat_int8.onnx"),
+]
+
+
+def _checkpoint(out: Path, stage: tuple, seed: int) -> Path:
+    key, _, prefix, what = stage
+    run = out / f"{prefix}-s{seed}"
+    return run / "weights" / "best.pt" if what == "pt" else run / "train" / "weights" / "best.pt"
+
+
+def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
+    """The stage's ONNX file at ``imgsz`` (exported once, cached beside its run)."""
+    from yolo_kd.quantize.ptq import export_fp32, export_int8
+    from yolo_kd.quantize.qat import export_qat_onnx
+    from yolo_kd.core.checkpoints import load_yolo
+
+    key, _, prefix, what = stage
+    run = out / f"{prefix}-s{seed}"
+    target = run / f"chain_{key}_{imgsz}.onnx"
+    if target.is_file():
+        return target
+    if what == "pt":
+        return export_fp32(load_yolo(_checkpoint(out, stage, seed)), target, imgsz)
+    if key == "ptq":
+        parent = out / f"prune-s{seed}" / "weights" / "best.pt"
+        return export_int8(parent, data, imgsz=imgsz, calib_images=128, out_dir=run, fp32_name=f"chain_parent_{imgsz}.onnx",
+                           int8_name=target.name, backend="onnxruntime").int8_onnx
+    return export_qat_onnx(run / "train" / "weights" / "best.pt", target, imgsz)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--imgsz", type=int, required=True, help="training size: mAP is measured here")
+    p.add_argument("--lat-imgsz", type=int, default=640)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--latency-seconds", type=float, default=10.0)
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    from yolo_kd.core.checkpoints import load_checkpoint_model
+    from yolo_kd.core.files import write_json_atomic, write_text_atomic
+    from yolo_kd.core.tables import markdown_table
+    from yolo_kd.prune.pruner import count_params, model_gflops
+    from yolo_kd.quantize.report import measure_all, onnx_map
+
+    out = Path(a.out)
+    stages = [s for s in STAGES if _checkpoint(out, s, a.seeds[0]).is_file()]
+    maps = {s[0]: [onnx_map(_onnx(out, s, seed, a.imgsz, a.data), a.data, a.imgsz)[1] for seed in a.seeds]
+            for s in stages}
+    rows = measure_all({s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages}, a.data, a.lat_imgsz,
+                       threads=a.threads, latency_seconds=a.latency_seconds, with_map=False)
+    base = rows[0].latency_ms
+    results, cells = [], []
+    for s, r in zip(stages, rows):
+        src = s if s[3] == "pt" else next(x for x in STAGES if x[0] == "pruned")  # an INT8 file has its parent's
+        model, _ = load_checkpoint_model(_checkpoint(out, src, a.seeds[0]))
+        m = maps[s[0]]
+        mean, std = statistics.mean(m), (statistics.stdev(m) if len(m) > 1 else 0.0)
+        res = {"stage": s[0], "label": s[1], "map50_95": m, "mean": mean, "std": std, "params": count_params(model),
+               "gflops": round(model_gflops(model, 640), 2), "size_mb": r.size_mb, "int8_convs": f"{r.int8_convs}/{r.convs}",
+               "latency_ms": r.latency_ms, "x_baseline": round(r.latency_ms / base, 3)}
+        results.append(res)
+        cells.append([s[1], f"{100 * mean:.1f} ± {100 * std:.1f}", f"{res['params'] / 1e6:.2f}M", f"{res['gflops']:.1f}",
+                      f"{r.size_mb:.2f}", res["int8_convs"], f"{r.latency_ms:.1f}", f"{res['x_baseline']:.2f}x"])
+    head = ["stage", f"mAP50-95 ({len(a.seeds)} seed{'s' * (len(a.seeds) > 1)})", "params", "GFLOPs (640)", "size MB", "INT8 convs",
+            f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"]
+    table = markdown_table(head, cells)
+    write_text_atomic(out / "edge_chain.md", table + "\n")
+    write_json_atomic(out / "edge_chain.json", {"imgsz": a.imgsz, "lat_imgsz": a.lat_imgsz, "seeds": a.seeds, "rows": results})
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for res in results:
+        ax.errorbar(res["latency_ms"], 100 * res["mean"], yerr=100 * res["std"], fmt="o", capsize=3)
+        ax.annotate(res["stage"], (res["latency_ms"], 100 * res["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(f"latency ms ({a.lat_imgsz} px, onnxruntime, {a.threads} threads)")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title("edge chain: mAP vs latency, every stage")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "edge_chain.png", dpi=120)
+    print(table)
+    print(json.dumps({"table": str(out / "edge_chain.md"), "plot": str(out / "edge_chain.png")}))
+
+
+if __name__ == "__main__":
+    main()
