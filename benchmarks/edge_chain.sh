@@ -58,4 +58,4 @@ for S in $SEEDS; do
 done
 # 6. the chain table and the Pareto plot
 python benchmarks/edge_chain_table.py --out "$OUT" --data "$D" --imgsz "$IMGSZ" --lat-imgsz "$LAT_IMGSZ" \
-  --latency-seconds "$LAT_SECONDS" --seeds $SEEDS
+  --latency-seconds "$LAT_SECONDS" --seeds $SEEDS $(python -c "import openvino" 2>/dev/null && echo --openvino)

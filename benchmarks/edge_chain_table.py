@@ -64,6 +64,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--openvino", action="store_true", help="also time every file as an OpenVINO IR (in the same turns)")
     a = p.parse_args()
     from yolo_kd.core.checkpoints import load_checkpoint_model
     from yolo_kd.core.files import write_json_atomic, write_text_atomic
@@ -75,8 +76,15 @@ def main() -> None:
     stages = [s for s in STAGES if _checkpoint(out, s, a.seeds[0]).is_file()]
     maps = {s[0]: [onnx_map(_onnx(out, s, seed, a.imgsz, a.data), a.data, a.imgsz)[1] for seed in a.seeds]
             for s in stages}
-    rows = measure_all({s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages}, a.data, a.lat_imgsz,
-                       threads=a.threads, latency_seconds=a.latency_seconds, with_map=False)
+    files = {s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages}
+    if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8)
+        from yolo_kd.quantize.openvino_ir import ir_dir, onnx_to_ir
+
+        files |= {f"{k}_ov": ir_dir(f.parent, f.stem) if ir_dir(f.parent, f.stem).is_dir() else onnx_to_ir(f, ir_dir(f.parent, f.stem))
+                  for k, f in list(files.items())}
+    measured = measure_all(files, a.data, a.lat_imgsz, threads=a.threads, latency_seconds=a.latency_seconds, with_map=False)
+    rows = measured[:len(stages)]
+    ov = {r.name[:-3]: r for r in measured[len(stages):]}
     base = rows[0].latency_ms
     results, cells = [], []
     for s, r in zip(stages, rows):
@@ -86,12 +94,14 @@ def main() -> None:
         mean, std = statistics.mean(m), (statistics.stdev(m) if len(m) > 1 else 0.0)
         res = {"stage": s[0], "label": s[1], "map50_95": m, "mean": mean, "std": std, "params": count_params(model),
                "gflops": round(model_gflops(model, 640), 2), "size_mb": r.size_mb, "int8_convs": f"{r.int8_convs}/{r.convs}",
-               "latency_ms": r.latency_ms, "x_baseline": round(r.latency_ms / base, 3)}
+               "latency_ms": r.latency_ms, "x_baseline": round(r.latency_ms / base, 3),
+               "openvino_latency_ms": ov[s[0]].latency_ms if s[0] in ov else None}
         results.append(res)
         cells.append([s[1], f"{100 * mean:.1f} ± {100 * std:.1f}", f"{res['params'] / 1e6:.2f}M", f"{res['gflops']:.1f}",
-                      f"{r.size_mb:.2f}", res["int8_convs"], f"{r.latency_ms:.1f}", f"{res['x_baseline']:.2f}x"])
+                      f"{r.size_mb:.2f}", res["int8_convs"], f"{r.latency_ms:.1f}", f"{res['x_baseline']:.2f}x"]
+                     + ([f"{ov[s[0]].latency_ms:.1f}"] if ov else []))
     head = ["stage", f"mAP50-95 ({len(a.seeds)} seed{'s' * (len(a.seeds) > 1)})", "params", "GFLOPs (640)", "size MB", "INT8 convs",
-            f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"]
+            f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"] + ([f"OpenVINO ms ({a.lat_imgsz} px)"] if ov else [])
     table = markdown_table(head, cells)
     write_text_atomic(out / "edge_chain.md", table + "\n")
     write_json_atomic(out / "edge_chain.json", {"imgsz": a.imgsz, "lat_imgsz": a.lat_imgsz, "seeds": a.seeds, "rows": results})
