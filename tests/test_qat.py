@@ -149,3 +149,16 @@ def test_bad_input_is_one_line(capsys, tmp_path, tiny_data, teacher_pt, qat_run)
                                                           "--project", str(tmp_path), "--backend", "onnxruntime"])
     assert "quantize" in _one_line(capsys, ["--model", teacher_pt, "--data", tiny_data, "quantize=8"])
     assert not any(tmp_path.iterdir()) or [p.name for p in tmp_path.iterdir()] == ["no.pt"]
+
+
+def test_key_value_equals_flags_and_run_folders_increment(tmp_path):
+    kv = ["model=m.pt", "teacher=t.pt", "data=d.yaml", "epochs=3", "imgsz=64", "calib_images=8", "backend=onnxruntime",
+          f"project={tmp_path}", "name=run", "kd_cls=0.5", "lr0=0.02", "no_ptq=True"]
+    flags = ["--model", "m.pt", "--teacher", "t.pt", "--data", "d.yaml", "--epochs", "3", "--imgsz", "64",
+             "--calib-images", "8", "--backend", "onnxruntime", "--project", str(tmp_path), "--name", "run",
+             "--kd-cls", "0.5", "--lr0", "0.02", "--no-ptq"]
+    (a, ov_a), (b, ov_b) = qat_cmd.resolve(kv), qat_cmd.resolve(flags)
+    assert vars(a) == vars(b) and ov_a == ov_b == {"lr0": 0.02, "kd_cls": "0.5"}
+    assert (a.epochs, a.calib_images, a.no_ptq, a.name) == (3, 8, True, "run")
+    (tmp_path / "run").mkdir()
+    assert qat_cmd.resolve(kv)[0].name == "run-2" and qat_cmd.resolve([*kv, "exist_ok=True"])[0].name == "run"
