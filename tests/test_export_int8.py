@@ -339,7 +339,7 @@ def test_report_table_and_targets():
         ModelRow("Ultralytics quantize=8", error="unavailable: No module named 'x'", role="peer_ort"),
     ]
     table = markdown_table(rows)
-    assert "| yolo_kd INT8 | onnxruntime | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 0.6000 | 0.4360 |" in table
+    assert "| yolo_kd INT8 | onnxruntime | 3.00 | 81/88 | 99% | 20.0 / 22.0 | 0.50x | 60.00 | 43.60 |" in table
     assert "| Ultralytics quantize=8 | onnxruntime | unavailable: No module named 'x' |" in table
     verdict = targets(rows)
     assert verdict["onnxruntime INT8 latency <= 0.5x FP32"] == (True, "0.50x")
@@ -357,7 +357,7 @@ def test_report_table_and_targets():
     assert verdict[f"{best} latency <= Ultralytics OpenVINO INT8"] == (True, "11.0 vs 12.0 ms")
     assert verdict[f"{best} latency <= 0.30x onnxruntime FP32"] == (True, "0.28x")
     assert verdict[f"{best} mAP50-95 drop <= 0.3 points vs FP32"] == (True, "+0.10 points")
-    assert verdict[f"{best} mAP50-95 >= Ultralytics OpenVINO INT8"] == (True, "0.4390 vs 0.4300")
+    assert verdict[f"{best} mAP50-95 >= Ultralytics OpenVINO INT8"] == (True, "43.90 vs 43.00 points")
 
 
 # ------------------------------------------------------------------------------------ OpenVINO (NNCF) export

@@ -157,7 +157,7 @@ def targets(rows: list[ModelRow]) -> dict[str, tuple[bool | None, str]]:
         better = q.latency_ms < peer.latency_ms
         text = f"latency {q.latency_ms:.1f} vs {peer.latency_ms:.1f} ms"
         if q.map50_95 is not None and peer.map50_95 is not None:
-            text += f", mAP50-95 {q.map50_95:.4f} vs {peer.map50_95:.4f}"
+            text += f", mAP50-95 {100 * q.map50_95:.2f} vs {100 * peer.map50_95:.2f} points"
             better = better and q.map50_95 >= peer.map50_95
         out["onnxruntime INT8 better than Ultralytics quantize=8"] = (better, text)
     ours = [r for r in (by.get("int8_ov"), q) if r is not None]
@@ -177,5 +177,5 @@ def targets(rows: list[ModelRow]) -> dict[str, tuple[bool | None, str]]:
         out[f"{label} mAP50-95 drop <= 0.3 points vs FP32"] = (d <= 0.3, f"{d:+.2f} points")
     if ov_peer and best.map50_95 is not None and ov_peer.map50_95 is not None:
         out[f"{label} mAP50-95 >= Ultralytics OpenVINO INT8"] = (
-            best.map50_95 >= ov_peer.map50_95, f"{best.map50_95:.4f} vs {ov_peer.map50_95:.4f}")
+            best.map50_95 >= ov_peer.map50_95, f"{100 * best.map50_95:.2f} vs {100 * ov_peer.map50_95:.2f} points")
     return out

@@ -108,13 +108,13 @@ def machine_info() -> dict:
 
 
 def markdown_table(results: list[dict]) -> str:
-    """Markdown table: per-stage medians, total median / p90 / min, FPS, speed-up vs the first model, mAP."""
+    """Markdown table: per-stage medians, total median / p90 / min, FPS, speed-up vs the first model, mAP50-95 in points."""
     head = ["model", "format", "runtime", "input", "pre ms", "infer ms", "post ms", "total ms median / p90 / min", "FPS",
-            "speed-up vs first", "mAP50-95"]
+            "speed-up vs first", "mAP50-95 (points)"]
     rows = [[r["name"], f"{r['kind']} {r['precision']}", r.get("runtime", ""), f"{r['input'][3]}x{r['input'][2]}", f"{r['pre']['median']:.2f}",
              f"{r['infer']['median']:.2f}", f"{r['post']['median']:.2f}",
              f"{r['total']['median']:.2f} / {r['total']['p90']:.2f} / {r['total']['min']:.2f}", f"{r['fps']:.1f}",
-             f"{r['speedup']:.2f}x", "" if r.get("map50_95") is None else f"{r['map50_95']:.3f}"] for r in results]
+             f"{r['speedup']:.2f}x", "" if r.get("map50_95") is None else f"{100 * r['map50_95']:.1f}"] for r in results]
     return tables.markdown_table(head, rows, align="llllrrrrrrr")
 
 
@@ -130,31 +130,42 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def plot_latency_vs_map(results: list[dict], path: Path, subtitle: str = "") -> bool:
-    """PNG of mAP50-95 vs median latency with the Pareto front; False (nothing written) if no mAP is known."""
+    """PNG of mAP50-95 (points) vs median latency with the Pareto front; False (nothing written) if no mAP is known.
+
+    The front is drawn as the staircase of the best mAP reachable within each latency (a single model on the front
+    still gets its step), its points ringed; labels never overlap (:func:`yolo_kd.core.plot_labels.place_labels`).
+    """
     rows = [r for r in results if r.get("map50_95") is not None]
     if not rows:
         return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    pts = [(r["total"]["median"], r["map50_95"]) for r in rows]
+    from ..core.plot_labels import place_labels
+
+    pts = [(r["total"]["median"], 100 * r["map50_95"]) for r in rows]
     front = pareto_front(pts)
-    fig = Figure(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7.5, 4.8), dpi=120)
+    FigureCanvasAgg(fig)
     ax = fig.subplots()
-    ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="tab:green", lw=1,
-            label="Pareto front")
-    for i, (r, (x, y)) in enumerate(zip(rows, pts)):
-        ax.scatter([x], [y], s=40, color="tab:green" if i in front else "tab:gray", zorder=3)
-        ax.annotate(f"{r['name']}\n{x:.1f} ms, {y:.3f}", (x, y), textcoords="offset points", xytext=(6, 4),
-                    fontsize=8)
+    ax.scatter([x for x, _ in pts], [y for _, y in pts], s=40, color="tab:gray", zorder=3, label="model")
+    fx, fy = [pts[i][0] for i in front], [pts[i][1] for i in front]
+    ax.scatter(fx, fy, s=110, facecolors="none", edgecolors="tab:green", lw=1.5, zorder=4)
+    xmax = max(x for x, _ in pts) * 1.35
+    ax.step([*fx, xmax], [*fy, fy[-1]], where="post", color="tab:green", lw=1.2, ls="--", zorder=2,
+            label="Pareto front (ringed: no model is both faster and more accurate)")
     ax.set_xlabel("latency per frame, ms (median: pre + infer + post, batch 1)")
-    ax.set_ylabel("mAP50-95")
+    ax.set_ylabel("mAP50-95 (points)")
     ax.set_title("accuracy vs latency (up and to the left is better)" + (f"\n{subtitle}" if subtitle else ""),
                  fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.margins(x=0.25, y=0.2)
-    ax.set_xlim(left=0)
+    lo, hi = min(y for _, y in pts), max(y for _, y in pts)
+    pad = max(hi - lo, 1.0) * 0.35
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(lo - pad, hi + pad)
     fig.tight_layout()
+    place_labels(ax, [x for x, _ in pts], [y for _, y in pts], [f"{r['name']}  {x:.1f} ms, {y:.1f}" for r, (x, y) in zip(rows, pts)])
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     return True

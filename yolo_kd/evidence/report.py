@@ -95,9 +95,9 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
         ax.fill_between(x, c.min(0), c.max(0), alpha=0.2)
     if teacher:
         ax.axhline(100 * teacher["map"], color="k", ls="--", lw=1, label="teacher")
-    ax.set(xlabel="epoch", ylabel="mAP50-95 (val, EMA)", title="Validation mAP50-95 per epoch (band: min-max over seeds)")
+    ax.set(xlabel="epoch", ylabel="mAP50-95, points (val, EMA)", title="Validation mAP50-95 per epoch (band: min-max over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # outside the axes: never on a curve
     with atomic_path(out_dir / "map_per_epoch.png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     paths.append(out_dir / "map_per_epoch.png")
@@ -109,9 +109,11 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
     means = [100 * r["map"] for r in ok] + ([100 * teacher["map"]] if teacher else [])
     stds = [100 * r["map_std"] for r in ok] + ([0.0] if teacher else [])
     ax.bar(names, means, yerr=stds, capsize=5, color=["#888" if n in ("vanilla", "teacher") else "#3a7" for n in names])
-    for i, m in enumerate(means):
-        ax.text(i, m + 0.5, f"{m:.1f}", ha="center")
-    ax.set(ylabel="final mAP50-95 (best.pt)", title="Final mAP50-95, mean ± std over seeds")
+    top = max(m + s for m, s in zip(means, stds)) if means else 1.0
+    for i, (m, s) in enumerate(zip(means, stds)):  # above the error bar, so value and bar never overlap
+        ax.text(i, m + s + 0.02 * top, f"{m:.1f} ± {s:.1f}" if s else f"{m:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_ylim(0, 1.12 * top)
+    ax.set(ylabel="final mAP50-95, points (best.pt)", title="Final mAP50-95, mean ± std over seeds")
     with atomic_path(out_dir / "final_map.png") as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
     paths.append(out_dir / "final_map.png")

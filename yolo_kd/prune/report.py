@@ -69,29 +69,36 @@ def markdown_table(steps: Sequence[StepResult], control: StepResult | None = Non
 
 
 def plot_map_vs_gflops(steps: Sequence[StepResult], path: Path, control: StepResult | None = None) -> Path:
-    """PNG of mAP50-95 (%) against GFLOPs: after pruning (hollow) and after fine-tuning (filled), one point per step."""
+    """PNG of mAP50-95 (points) against GFLOPs: after pruning (hollow) and after fine-tuning (filled), one point per
+    step, each fine-tuned point labelled with its step and mAP without overlapping labels."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    from ..core.plot_labels import place_labels
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=120)
     g = [r.gflops for r in steps]
-    ax.plot(g, [100 * r.map_finetuned for r in steps], "o-", label="fine-tuned (best.pt of each step)")
+    ft = [100 * r.map_finetuned for r in steps]
+    ax.plot(g, ft, "o-", label="fine-tuned (best.pt of each step)")
     pr = [(r.gflops, 100 * r.map_pruned) for r in steps if r.map_pruned is not None]
     if pr:
         ax.plot(*zip(*pr), "o", mfc="none", label="right after pruning")
+    ys = ft + [y for _, y in pr] + ([100 * control.map_finetuned] if control else [])
     if control:
         ax.plot([control.gflops], [100 * control.map_finetuned], "*", ms=12, label="unpruned + same fine-tuning")
-    for r in steps:
-        ax.annotate(str(r.step), (r.gflops, 100 * r.map_finetuned), textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel("GFLOPs")
-    ax.set_ylabel("mAP50-95 (%)")
+    ax.set_ylabel("mAP50-95 (points)")
     ax.set_title("Pruning steps: accuracy vs compute")
-    ax.invert_xaxis()
+    span = max(max(ys) - min(ys), 1.0)
+    ax.set_ylim(min(ys) - 0.3 * span, max(ys) + 0.3 * span)
+    ax.set_xlim(max(g) + 0.15 * (max(g) - min(g) or 1), min(g) - 0.25 * (max(g) - min(g) or 1))  # inverted: fewer FLOPs right
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
+    place_labels(ax, g, ft, [f"{'unpruned' if r.step == 0 else f'step {r.step}'}: {100 * r.map_finetuned:.1f}" for r in steps],
+                 avoid=pr + ([(control.gflops, 100 * control.map_finetuned)] if control else []))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)

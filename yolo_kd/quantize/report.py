@@ -219,7 +219,7 @@ def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:
     """The report table; the "x FP32" latency ratio is against ``baseline`` (default: the first row, FP32 ONNX on
     onnxruntime in the export command)."""
     base = next((r for r in rows if r.name == baseline), rows[0] if rows else None)
-    fmt = lambda v, p=4: "-" if v is None else f"{v:.{p}f}"  # noqa: E731
+    pts = lambda v: "-" if v is None else f"{100 * v:.2f}"  # noqa: E731  (mAP in points, as every report)
     cells = []
     for r in rows:
         if r.error:
@@ -227,7 +227,7 @@ def markdown_table(rows: list[ModelRow], baseline: str | None = None) -> str:
             continue
         ratio = f"{r.latency_ms / base.latency_ms:.2f}x" if base and base.latency_ms else "-"
         cells.append([r.name, r.backend, f"{r.size_mb:.2f}", f"{r.int8_convs}/{r.convs}", f"{100 * r.int8_mac_share:.0f}%",
-                      f"{r.latency_ms:.1f} / {r.p90_ms:.1f}", ratio, fmt(r.map50), fmt(r.map50_95)])
+                      f"{r.latency_ms:.1f} / {r.p90_ms:.1f}", ratio, pts(r.map50), pts(r.map50_95)])
     head = ["model", "runtime", "size MB", "INT8 convs", "INT8 MAC share", "latency ms (median / p90)",
-            "x FP32", "mAP50", "mAP50-95"]
+            "x FP32", "mAP50 (points)", "mAP50-95 (points)"]
     return tables.markdown_table(head, cells)
