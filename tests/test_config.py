@@ -72,6 +72,18 @@ def test_until_ends_distillation_and_the_decay_spans_the_window():
         load_kd_config(until=0)
 
 
+def test_every_distils_a_subset_of_batches():
+    """every=3: batches 0, 3, 6 ... of each epoch are distilled (with the schedule's value), the rest not at all."""
+    third = load_kd_config(schedule="constant", off_close_mosaic=False, every=3)
+    assert [distill_multiplier(third, 2, b, 10, 10, 0) for b in range(7)] == [1.0, 0, 0, 1.0, 0, 0, 1.0]
+    cosine = load_kd_config(off_close_mosaic=False, every=2)
+    assert distill_multiplier(cosine, 5, 4, 10, 10, 0) == distill_multiplier(load_kd_config(off_close_mosaic=False), 5, 4, 10, 10, 0)
+    assert distill_multiplier(cosine, 5, 5, 10, 10, 0) == 0.0
+    for bad in (0, 1.5):
+        with pytest.raises(KDError, match="'every'"):
+            load_kd_config(every=bad)
+
+
 def test_legacy_teacher_half_key_is_translated():
     assert load_kd_config({"teacher_half": False}).teacher_precision == "fp32"
     assert load_kd_config(teacher_half="true").teacher_precision == "auto"

@@ -15,11 +15,14 @@ def distill_multiplier(config: KDConfig, epoch: int, batch: int, batches_per_epo
     """Multiplier of every distillation weight at batch ``batch`` (0-based) of epoch ``epoch`` (0-based).
 
     - 0 once training progress reaches ``config.until`` (the share of epochs distilled; the teacher is not run then);
+    - 0 on all but every ``config.every``-th batch of an epoch (the teacher is not run on the others);
     - 0 in the last ``close_mosaic`` epochs when ``off_close_mosaic`` is set and the run is at least twice that long;
     - otherwise ``constant`` 1, or ``linear``/``cosine`` decay from 1 to ``final_ratio`` over the distilled window.
     """
     progress = (epoch + batch / max(batches_per_epoch, 1)) / max(epochs, 1)  # in [0, 1)
     if config.until < 1 and progress >= config.until:
+        return 0.0
+    if config.every > 1 and batch % int(config.every):
         return 0.0
     if config.off_close_mosaic and 0 < close_mosaic and epochs >= 2 * close_mosaic and epoch >= epochs - close_mosaic:
         return 0.0
