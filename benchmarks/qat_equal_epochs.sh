@@ -12,14 +12,16 @@ OUT=${OUT:-$PWD/runs/qat_equal}
 E=${E:-5}
 IMGSZ=${IMGSZ:-160}
 SEED=${SEED:-0}
+ARMS=${ARMS:-"ft-plain ft-kd qat-plain qat-kd"}  # a subset skips the others (the table shows what exists)
+has() { [[ " $ARMS " == *" $1 "* ]]; }
 COMMON=(imgsz="$IMGSZ" batch=16 device=cpu workers=0 plots=False exist_ok=True seed="$SEED" warmup_epochs=0)
 export YOLO_OFFLINE=1
-[ -f "$OUT/ft-plain/weights/best.pt" ] || yolo train model="$PARENT" data="$DATA" epochs="$E" project="$OUT" name=ft-plain "${COMMON[@]}"
-[ -f "$OUT/ft-kd/weights/best.pt" ] || python tools/train_kd.py --teacher "$PARENT" --student "$PARENT" --data "$DATA" \
+! has ft-plain || [ -f "$OUT/ft-plain/weights/best.pt" ] || yolo train model="$PARENT" data="$DATA" epochs="$E" project="$OUT" name=ft-plain "${COMMON[@]}"
+! has ft-kd || [ -f "$OUT/ft-kd/weights/best.pt" ] || python tools/train_kd.py --teacher "$PARENT" --student "$PARENT" --data "$DATA" \
   --epochs "$E" --project "$OUT" --name ft-kd "${COMMON[@]}"
-[ -f "$OUT/qat-plain/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --data "$DATA" --epochs "$E" --imgsz "$IMGSZ" \
+! has qat-plain || [ -f "$OUT/qat-plain/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --data "$DATA" --epochs "$E" --imgsz "$IMGSZ" \
   --device cpu --project "$OUT" --name qat-plain --exist-ok --backend onnxruntime --no-report --no-ptq seed="$SEED" workers=0
-[ -f "$OUT/qat-kd/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --teacher "$PARENT" --data "$DATA" --epochs "$E" \
+! has qat-kd || [ -f "$OUT/qat-kd/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --teacher "$PARENT" --data "$DATA" --epochs "$E" \
   --imgsz "$IMGSZ" --device cpu --project "$OUT" --name qat-kd --exist-ok --backend onnxruntime --no-report seed="$SEED" workers=0
 python - "$OUT" "$EVAL" "$IMGSZ" "$PARENT" "$DATA" <<'PY'
 import json, sys
@@ -31,6 +33,8 @@ out, evaly, imgsz, parent, data = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3
 files = {"parent FP32": out / "qat-kd" / "parent_fp32.onnx", "parent PTQ INT8": out / "qat-kd" / "parent_ptq_int8.onnx"}
 for arm in ("ft-plain", "ft-kd"):  # the FP32 fine-tunes, and PTQ of each (same settings as the parent's PTQ)
     d = out / arm
+    if not (d / "weights" / "best.pt").is_file():
+        continue
     if not (d / "ptq_int8.onnx").is_file():
         export_int8(d / "weights" / "best.pt", data, imgsz=imgsz, calib_images=128, out_dir=d, fp32_name="fp32.onnx",
                     int8_name="ptq_int8.onnx", backend="onnxruntime")
@@ -38,6 +42,10 @@ for arm in ("ft-plain", "ft-kd"):  # the FP32 fine-tunes, and PTQ of each (same 
     files[f"{arm} PTQ INT8"] = d / "ptq_int8.onnx"
 files["QAT INT8 without teacher"] = out / "qat-plain" / "qat_int8.onnx"
 files["QAT INT8 with teacher"] = out / "qat-kd" / "qat_int8.onnx"
+if not files["parent FP32"].is_file():  # qat-kd was skipped: the parent's files from the QAT run without teacher
+    export_int8(parent, data, imgsz=imgsz, calib_images=128, out_dir=out / "qat-kd", fp32_name="parent_fp32.onnx",
+                int8_name="parent_ptq_int8.onnx", backend="onnxruntime")
+files = {k: v for k, v in files.items() if v.is_file()}
 rows = measure_all(files, evaly, imgsz, threads=2, latency_seconds=4)
 table = markdown_table(rows)
 write_text_atomic(out / "qat_equal_epochs.md", table + "\n")
