@@ -1,4 +1,4 @@
-"""``tools/demo.py`` / ``yolo-kd demo``: the whole pipeline on generated data (about 15 minutes on 2 CPU cores)."""
+"""``tools/demo.py`` / ``yolo-kd demo``: the whole pipeline on generated data, ending with the chain table (README: time)."""
 
 from __future__ import annotations
 

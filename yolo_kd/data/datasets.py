@@ -19,7 +19,7 @@ SYNTHETIC_ROOT = Path("datasets")
 def resolve_data(data: str | Path | None) -> str:
     """Return a dataset YAML path for ``data``.
 
-    ``synthetic`` or ``synthetic:<preset>`` (presets: tiny, small, bench) writes the generated shapes
+    ``synthetic`` or ``synthetic:<preset>`` (presets: tiny, demo, small, bench) writes the generated shapes
     dataset under ``./datasets/`` (reused if already there); any other value must be an existing YAML.
     """
     if data is None:
