@@ -22,8 +22,8 @@ from torch.ao.quantization import FakeQuantize, HistogramObserver, MovingAverage
 
 
 def activation_fq() -> FakeQuantize:
-    """u8 per-tensor affine activation quantizer; its range comes from a histogram (L2-optimal clipping, like the
-    PTQ path's percentile calibration it does not spend range on rare outliers)."""
+    """u8 per-tensor affine activation quantizer. Its range comes from a histogram (L2-optimal clipping): like the
+    PTQ path's percentile calibration, it does not spend range on rare outliers."""
     return FakeQuantize(observer=HistogramObserver, quant_min=0, quant_max=255, dtype=torch.quint8,
                         qscheme=torch.per_tensor_affine)
 
