@@ -130,6 +130,7 @@ def run_demo(out: str | Path = "demo_out", s: DemoSettings = DemoSettings()) -> 
         maps[str(out / "chain" / "distilled.pt")] = maps[str(best["kd"])]  # the same file, under a name the plot can show
         timed = [onnx["teacher"], onnx["vanilla"], onnx["distilled"], fp32, int8, out / "chain" / "distilled.pt"]
         bench_latency.main([*map(str, timed), "--imgsz", str(s.imgsz), "--threads", str(s.threads), "--min-runs", "30", "--device", s.device,
+                            "--backend", "onnxruntime",  # one runtime for every ONNX row, as the table says
                             "--min-seconds", str(s.latency_seconds), "--warmup", "5", "--out", str(out / "latency"),
                             *sum((["--map", f"{p}={maps[str(p)]}"] for p in timed), [])])
     lat = {str(Path(m["path"]).resolve()): m["total"]["median"] for m in json.loads((out / "latency" / "latency.json").read_text())["models"]}
