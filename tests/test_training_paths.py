@@ -53,6 +53,23 @@ def test_teacher_precision_is_its_own_under_the_trainers_autocast():
     assert resolve_precision("fp16", torch.device("cpu")) == torch.float16
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_teacher_float16_on_cuda_under_the_trainers_autocast():
+    """On a GPU, 'auto' is float16 whatever the trainer's AMP does; an fp32 teacher stays fp32 under float16 autocast."""
+    net = _net("yolo11s.yaml", 1)
+    img = torch.rand(2, 3, 64, 64, device="cuda")
+    fp32 = Teacher(copy.deepcopy(net), "fp32").to("cuda")
+    ref = fp32(img)
+    with torch.autocast("cuda", dtype=torch.float16):
+        under_amp = fp32(img)
+    torch.testing.assert_close(under_amp["scores"], ref["scores"], rtol=1e-5, atol=1e-4)  # not run in fp16
+    fp16 = Teacher(copy.deepcopy(net), "auto").to("cuda")
+    out = fp16(img)
+    assert next(fp16.model.parameters()).dtype == torch.float16 and out["scores"].dtype == torch.float32
+    assert torch.isfinite(out["scores"]).all() and torch.isfinite(out["boxes"]).all()
+    torch.testing.assert_close(out["scores"].sigmoid(), ref["scores"].sigmoid(), rtol=0, atol=0.05)
+
+
 def test_teacher_returns_raw_head_outputs_equal_to_the_decoding_forward():
     """The teacher skips decoding; its raw outputs are exactly those the eval forward computes beside the decode."""
     net = _net("yolo11s.yaml", 2)
