@@ -53,3 +53,28 @@ def warnings_seen():
     LOGGER.addHandler(handler)
     yield handler.messages
     LOGGER.removeHandler(handler)
+
+
+def detection_model(cfg: str = "yolo11n.yaml", nc: int = 4, seed: int = 0):
+    """A randomly initialised Ultralytics DetectionModel built from ``cfg``, with the args its loss needs (64 px)."""
+    import torch
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(seed)
+    m = DetectionModel(cfg, nc=nc, verbose=False)
+    m.args = get_cfg(overrides={"imgsz": 64})
+    return m
+
+
+def toy_batch(n: int = 2, size: int = 64) -> dict:
+    """A training batch of ``n`` random images with two labelled boxes (on images 0 and 1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    return {
+        "img": torch.rand(n, 3, size, size, generator=g),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[1.0], [2.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.4, 0.6, 0.2, 0.4]]),
+    }

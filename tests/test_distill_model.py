@@ -6,28 +6,19 @@ import pickle
 import pytest
 import torch
 from ultralytics.cfg import get_cfg
-from ultralytics.nn.tasks import DetectionModel
 
 from yolo_kd.distill.config import load_kd_config
 from yolo_kd.distill.model import KDModel, freeze_teacher
 from yolo_kd.core.errors import KDError
 
+from .conftest import detection_model, toy_batch
+
 
 def _model(cfg="yolo11n.yaml", nc=4, seed=0):
-    torch.manual_seed(seed)
-    m = DetectionModel(cfg, nc=nc, verbose=False)
-    m.args = get_cfg(overrides={"imgsz": 64})
-    return m
+    return detection_model(cfg, nc, seed)
 
 
-def _batch(n=2, size=64):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "img": torch.rand(n, 3, size, size, generator=g),
-        "batch_idx": torch.tensor([0.0, 1.0]),
-        "cls": torch.tensor([[1.0], [2.0]]),
-        "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.4, 0.6, 0.2, 0.4]]),
-    }
+_batch = toy_batch
 
 
 @pytest.fixture

@@ -10,32 +10,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from ultralytics.cfg import get_cfg
-from ultralytics.nn.tasks import DetectionModel
 
 from yolo_kd.core.errors import KDError
 from yolo_kd.distill.config import load_kd_config
 from yolo_kd.distill.losses import distance_distillation_loss, side_distances
 from yolo_kd.distill.model import KDModel
 
-from .conftest import TRAIN_ARGS
+from .conftest import TRAIN_ARGS, detection_model, toy_batch
 
 
 def _model(cfg="yolo26n.yaml", nc=4, seed=0):
-    torch.manual_seed(seed)
-    m = DetectionModel(cfg, nc=nc, verbose=False)
-    m.args = get_cfg(overrides={"imgsz": 64})
-    return m
+    return detection_model(cfg, nc, seed)
 
 
-def _batch(n=2, size=64):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "img": torch.rand(n, 3, size, size, generator=g),
-        "batch_idx": torch.tensor([0.0, 1.0]),
-        "cls": torch.tensor([[1.0], [2.0]]),
-        "bboxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.4, 0.6, 0.2, 0.4]]),
-    }
+_batch = toy_batch
 
 
 # ----- the box term on side distances -----
