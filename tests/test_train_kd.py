@@ -205,7 +205,7 @@ def uninterrupted(tiny_data, teacher_pt, tmp_path_factory):
 #: it writes a marker file and waits there to be signalled, so the test signals at a known point, however loaded or
 #: fast the machine is
 _LAUNCHER = """
-import os, sys, time
+import os, sys, threading
 from pathlib import Path
 
 from ultralytics.utils.callbacks.base import default_callbacks
@@ -219,7 +219,7 @@ MARKER = Path(sys.argv[1])
 def wait_for_signal(trainer):
     if trainer.epoch == 1 and not MARKER.exists():
         MARKER.write_text(str(os.getpid()))
-        time.sleep(300)  # the test signals as soon as it sees the marker; never signalled -> the run goes on and the test fails
+        threading.Event().wait(300)  # block until the test's signal arrives; never signalled -> the run goes on and the test fails
 
 
 default_callbacks["on_train_batch_end"].append(wait_for_signal)

@@ -12,8 +12,10 @@ from yolo_kd.quantize.openvino_graph import runtime_share
 from yolo_kd.quantize.openvino_ir import OPENVINO_FLOAT_GROUPS, export_openvino, quiet_nncf, write_dir
 from yolo_kd.quantize.ptq import export_fp32, quantize_onnx
 
-model, data, imgsz, n = "/work/bench_runs/deploy/y11n/weights/best.pt", "/work/main/datasets/shapes-small/data.yaml", 640, 32
-out = Path(sys.argv[1] if len(sys.argv) > 1 else "/work/bench_runs/deploy/final640_fast")
+if len(sys.argv) != 4:
+    raise SystemExit("usage: python docs/bench/deploy/build640.py MODEL.pt DATA.yaml OUT_DIR")
+model, data, out, imgsz, n = sys.argv[1], sys.argv[2], Path(sys.argv[3]), 640, 32
+out.mkdir(parents=True, exist_ok=True)
 log = {"calib_images": n, "peer_fraction": 0.1}
 def save():
     (out / "build.json").write_text(json.dumps(log, indent=1))
