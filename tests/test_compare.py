@@ -86,3 +86,32 @@ def test_failing_run_is_reported_and_others_finish(tiny_data, teacher_pt, tmp_pa
     rows = cmp.summarize(results, None)
     table = cmp.markdown_table(rows, None)
     assert "| kd | failed |" in table and "unknown feature distillation loss" in table
+
+
+def test_runs_side_by_side_match_runs_one_at_a_time(tiny_data, teacher_pt, tmp_path):
+    """--jobs 2: each run in its own process with its output in train.log; a failing neighbour does not disturb the
+    other, whose metrics equal the same run trained alone (deterministic training, same threads)."""
+    from yolo_kd.commands.compare import _train_all
+
+    args = {"epochs": 1, "imgsz": 64, "batch": 16, "device": "cpu", "workers": 0, "plots": False}
+    alone = cmp.RunSpec("vanilla", 0, "yolo11n.yaml", tiny_data, None, str(tmp_path / "alone"), args)
+    pair = [cmp.RunSpec("kd", 0, "yolo11n.yaml", tiny_data, teacher_pt, str(tmp_path / "pair"), args, kd={"feat_loss": "nope"}),
+            cmp.RunSpec("vanilla", 0, "yolo11n.yaml", tiny_data, None, str(tmp_path / "pair"), args)]
+    _train_all([alone])
+    _train_all(pair, jobs=2)
+    bad, good = (cmp.collect_run(s.run_dir, tiny_data, 64, 16, "cpu") for s in pair)
+    assert bad.status == "failed" and "unknown feature distillation loss 'nope'" in bad.error
+    assert good.status == "ok" and (pair[1].run_dir / "train.log").stat().st_size > 0
+    rows = [list(csv.DictReader(open(s.run_dir / "results.csv")))[-1] for s in (alone, pair[1])]
+    for key in ("train/box_loss", "train/cls_loss", "metrics/mAP50(B)", "metrics/mAP50-95(B)"):
+        assert float(rows[0][key]) == float(rows[1][key]), key
+
+
+def test_equal_time_side_by_side_needs_a_time_ratio(tiny_data, teacher_pt, tmp_path):
+    from yolo_kd.commands.compare import main
+    from yolo_kd.core.errors import KDError
+
+    with pytest.raises(KDError, match=r"--equal-time with --jobs > 1: .* pass --time-ratio"):
+        main(["--teacher", teacher_pt, "--data", tiny_data, "--project", str(tmp_path), "--jobs", "2", "--equal-time", *ARGS])
+    with pytest.raises(KDError, match=r"--jobs 0: give 1"):
+        main(["--teacher", teacher_pt, "--data", tiny_data, "--project", str(tmp_path), "jobs=0", *ARGS])

@@ -94,3 +94,26 @@ def test_latency_plot_draws_the_pareto_front_in_points(tmp_path):
     img = cv2.imread(str(tmp_path / "p.png"))
     green = ((img[..., 1] > 100) & (img[..., 0] < 80) & (img[..., 2] < 80)).sum()  # tab:green pixels: front + legend
     assert green > 300
+
+
+def test_pt_and_its_onnx_are_validated_on_the_same_input_size(tiny_data, teacher_pt, tmp_path, monkeypatch):
+    """A .pt and its own FP32 ONNX see the same letterboxed square: YOLO(pt).val() alone pads rectangular batches by
+    half a stride (64 px -> 96 px here), which made the demo's .pt rows disagree with their ONNX rows."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    from yolo_kd.core.checkpoints import export_copy
+    from yolo_kd.quantize.report import onnx_map
+
+    shapes: list[tuple] = []
+    preprocess = DetectionValidator.preprocess
+
+    def record(self, batch):
+        shapes.append(tuple(batch["img"].shape))
+        return preprocess(self, batch)
+
+    monkeypatch.setattr(DetectionValidator, "preprocess", record)
+    onnx = export_copy(teacher_pt, tmp_path / "teacher.onnx", format="onnx", imgsz=64, dynamic=False)
+    onnx_map(teacher_pt, tiny_data, 64)
+    pt_shapes, shapes[:] = set(shapes), []
+    onnx_map(onnx, tiny_data, 64)
+    assert pt_shapes == set(shapes) == {(1, 3, 64, 64)}

@@ -11,6 +11,8 @@ training arguments apply to every run. Finished runs in ``--project`` are reused
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -59,6 +61,9 @@ def build_parser() -> ArgParser:
                    help="which of vanilla, kd, builtin to train (default: all three)")
     p.add_argument("--equal-time", action="store_true",
                    help="also train vanilla for the epochs that fill each seed's distilled run's training time (vanilla-eqtime)")
+    p.add_argument("--jobs", type=int, default=1, help="train this many runs side by side, each in its own process "
+                   "with its output in <run>/train.log (CPU: Ultralytics trains on cores-1 threads, so 2 jobs use a 2-core "
+                   "machine fully; the runs' times then include the sharing, so --equal-time needs --time-ratio)")
     p.add_argument("--time-ratio", type=float, help="with --equal-time: distilled/vanilla time ratio to use instead of the "
                    "runs' measured times (e.g. from benchmarks/step_time.py on a machine whose load varied)")
     return p
@@ -79,15 +84,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.teacher:
             cmp.check_inputs(args.student, args.teacher, data)
     else:
+        if args.jobs < 1:
+            raise KDError(f"--jobs {args.jobs}: give 1 (one run at a time) or more")
+        if args.equal_time and args.jobs > 1 and args.time_ratio is None:
+            raise KDError("--equal-time with --jobs > 1: runs sharing the machine time each other's load; pass --time-ratio "
+                          "(e.g. from benchmarks/step_time.py) or use --jobs 1")
         cmp.check_inputs(args.student, args.teacher, data)
         kd_cfg = _kd_cfg(args, out)
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
         specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg,
                               args.variants, arms)
         specs = with_chain_arms(specs, args.seeds, str(Path(args.teacher).resolve()), args.self_distill, args.assistant)
-        _train_all(specs)
+        _train_all(specs, args.jobs)
         if args.equal_time:
-            specs += _equal_time_runs(specs, args.time_ratio)
+            specs += _equal_time_runs(specs, args.time_ratio, args.jobs)
         dirs = [s.run_dir for s in specs]
     results = [cmp.collect_run(d, data, args.imgsz, args.batch, args.device) for d in dirs]
     teacher = cmp.evaluate(args.teacher, data, args.imgsz, args.batch, args.device) if args.teacher else None
@@ -136,17 +146,39 @@ def _finished(spec: cmp.RunSpec) -> bool:
     return done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists()
 
 
-def _train_all(specs: list[cmp.RunSpec]) -> None:
-    """Train each spec in its own process; finished runs are reused."""
+def _train_all(specs: list[cmp.RunSpec], jobs: int = 1) -> None:
+    """Train each spec in its own process, ``jobs`` at a time; finished runs are reused."""
+    todo = []
     for i, spec in enumerate(specs, 1):
         if _finished(spec):
             print(f"[{i}/{len(specs)}] {spec.name}: finished earlier, reusing {spec.run_dir}")
-            continue
-        print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
-        cmp.run_one(spec)
+        else:
+            todo.append((i, spec))
+    if jobs == 1:
+        for i, spec in todo:
+            print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
+            cmp.run_one(spec)
+        return
+    running: list[tuple[int, cmp.RunSpec, subprocess.Popen]] = []
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                i, spec = todo.pop(0)
+                log = spec.run_dir / "train.log"
+                spec.run_dir.mkdir(parents=True, exist_ok=True)
+                print(f"[{i}/{len(specs)}] training {spec.name} (side by side, {jobs} at a time; progress in {log}) ...", flush=True)
+                running.append((i, spec, cmp.start_run(spec, log)))
+            time.sleep(1.0)
+            for item in [r for r in running if r[2].poll() is not None]:
+                running.remove(item)
+                i, spec, _ = item
+                print(f"[{i}/{len(specs)}] {spec.name}: {'finished' if _finished(spec) else 'FAILED (see its train.log)'}", flush=True)
+    finally:  # Ctrl-C: stop the runs started here (their last.pt lets a new call resume them)
+        for _, _, proc in running:
+            proc.terminate()
 
 
-def _equal_time_runs(specs: list[cmp.RunSpec], time_ratio: float | None) -> list[cmp.RunSpec]:
+def _equal_time_runs(specs: list[cmp.RunSpec], time_ratio: float | None, jobs: int = 1) -> list[cmp.RunSpec]:
     """Per seed, a vanilla run given the epochs that fill the distilled run's training time; trained here."""
     extra = []
     for spec in specs:
@@ -160,7 +192,7 @@ def _equal_time_runs(specs: list[cmp.RunSpec], time_ratio: float | None) -> list
         print(f"{cmp.EQUAL_TIME}-seed{spec.seed}: {epochs} epochs (distilled/vanilla time {ratio:.2f})")
         extra.append(cmp.RunSpec(cmp.EQUAL_TIME, spec.seed, vanilla.student, vanilla.data, None, vanilla.project,
                                  {**vanilla.train_args, "epochs": epochs}))
-    _train_all(extra)
+    _train_all(extra, jobs)
     return extra
 
 

@@ -159,12 +159,22 @@ def _worker(spec_path: str) -> int:
     return 0 if status == "ok" else 1
 
 
-def run_one(spec: RunSpec) -> None:
-    """Train ``spec`` in a fresh Python process (progress bars go to this console)."""
+def start_run(spec: RunSpec, log: Path | None = None) -> subprocess.Popen:
+    """Start training ``spec`` in a fresh Python process. Its output goes to this console, or to ``log`` when given
+    (runs trained side by side would interleave their progress bars)."""
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     spec_file = spec.run_dir / "run_spec.json"
     spec_file.write_text(json.dumps(asdict(spec)))
-    subprocess.run([sys.executable, "-m", "yolo_kd.evidence.compare", str(spec_file)], env=os.environ.copy(), check=False)
+    cmd = [sys.executable, "-m", "yolo_kd.evidence.compare", str(spec_file)]
+    if log is None:
+        return subprocess.Popen(cmd, env=os.environ.copy())
+    with open(log, "w") as f:  # the child keeps its own handle
+        return subprocess.Popen(cmd, env=os.environ.copy(), stdout=f, stderr=subprocess.STDOUT)
+
+
+def run_one(spec: RunSpec) -> None:
+    """Train ``spec`` in a fresh Python process (progress bars go to this console) and wait for it."""
+    start_run(spec).wait()
 
 
 # ----- reading and evaluating runs -----

@@ -69,7 +69,11 @@ def _is_ir(path: Path) -> bool:
 
 
 def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val", device: str = "cpu") -> tuple[float, float]:
-    """(mAP50, mAP50-95) of an ONNX or OpenVINO detector on ``split`` with Ultralytics' validator at its fixed size.
+    """(mAP50, mAP50-95) of an ONNX, OpenVINO or ``.pt`` detector on ``split`` with Ultralytics' validator at its fixed size.
+
+    Every format sees the same letterboxed ``imgsz`` square at batch 1 (``rect=False``): ``YOLO(pt).val()`` would
+    otherwise use rectangular batches padded by half a stride (96 px images become 128 px), so a ``.pt`` and its own
+    ONNX export would be measured on different inputs.
 
     ``device`` defaults to "cpu": on a CUDA machine Ultralytics would otherwise demand onnxruntime-gpu. An OpenVINO IR
     is validated with f32 float layers (:func:`yolo_kd.quantize.openvino_ir.f32_inference`).
@@ -83,7 +87,7 @@ def onnx_map(path: str | Path, data: str | Path, imgsz: int, split: str = "val",
         precision = f32_inference()
     with tempfile.TemporaryDirectory(prefix="yolo_kd_val_") as tmp, precision:
         metrics = YOLO(str(path), task="detect").val(
-            data=str(data), imgsz=imgsz, split=split, batch=1, device=device, workers=0, plots=False,
+            data=str(data), imgsz=imgsz, split=split, batch=1, rect=False, device=device, workers=0, plots=False,
             verbose=False, project=tmp, name="val", exist_ok=True,
         )
     return float(metrics.box.map50), float(metrics.box.map)
