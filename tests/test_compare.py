@@ -115,3 +115,21 @@ def test_equal_time_side_by_side_needs_a_time_ratio(tiny_data, teacher_pt, tmp_p
         main(["--teacher", teacher_pt, "--data", tiny_data, "--project", str(tmp_path), "--jobs", "2", "--equal-time", *ARGS])
     with pytest.raises(KDError, match=r"--jobs 0: give 1"):
         main(["--teacher", teacher_pt, "--data", tiny_data, "--project", str(tmp_path), "jobs=0", *ARGS])
+
+
+def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    from dataclasses import asdict
+
+    from yolo_kd.commands.compare import _finished
+    from yolo_kd.core.errors import KDError
+
+    spec = cmp.RunSpec("vanilla", 0, "yolo11n.yaml", "data.yaml", None, str(tmp_path), {"epochs": 6, "imgsz": 96})
+    assert not _finished(spec)  # nothing there yet
+    (spec.run_dir / "weights").mkdir(parents=True)
+    (spec.run_dir / "weights" / "best.pt").write_bytes(b"x")
+    (spec.run_dir / "run_result.json").write_text(json.dumps({"status": "ok"}))
+    (spec.run_dir / "run_spec.json").write_text(json.dumps(asdict(spec)))
+    assert _finished(spec)
+    longer = cmp.RunSpec("vanilla", 0, "yolo11n.yaml", "data.yaml", None, str(tmp_path), {"epochs": 8, "imgsz": 96})
+    with pytest.raises(KDError, match=r"vanilla-seed0 finished with other settings \(train_args.epochs was 6, now 8\): pass another --project"):
+        _finished(longer)

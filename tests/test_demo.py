@@ -117,3 +117,15 @@ def test_pt_and_its_onnx_are_validated_on_the_same_input_size(tiny_data, teacher
     pt_shapes, shapes[:] = set(shapes), []
     onnx_map(onnx, tiny_data, 64)
     assert pt_shapes == set(shapes) == {(1, 3, 64, 64)}
+
+
+def test_a_cached_teacher_trained_with_other_settings_is_refused(tmp_path):
+    from yolo_kd.core.errors import KDError
+
+    out = tmp_path / "demo"
+    (out / "teacher" / "weights").mkdir(parents=True)
+    (out / "teacher" / "weights" / "best.pt").write_bytes(b"x")
+    s = DemoSettings(preset="tiny", teacher_epochs=35)
+    (out / "teacher" / "args.yaml").write_text(f"model: {s.teacher_model}\nepochs: 30\nimgsz: {s.imgsz}\nbatch: {s.batch}\nnbs: {s.nbs}\n")
+    with pytest.raises(KDError, match=r"teacher in .* was trained with other settings \(epochs was 30, now 35\): pass another --out"):
+        run_demo(out, s)

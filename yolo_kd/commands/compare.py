@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -142,8 +143,26 @@ def with_chain_arms(specs: list[cmp.RunSpec], seeds: list[int], teacher: str, se
 
 
 def _finished(spec: cmp.RunSpec) -> bool:
+    """Whether ``spec`` already finished in its folder. KDError if that run was trained with other settings, which
+    reusing it would silently report as this one (e.g. ``epochs=8`` asked, an 8-less earlier run found)."""
     done = spec.run_dir / "run_result.json"
-    return done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists()
+    if not (done.exists() and json.loads(done.read_text())["status"] == "ok" and (spec.run_dir / "weights" / "best.pt").exists()):
+        return False
+    saved_file = spec.run_dir / "run_spec.json"
+    if saved_file.exists():
+        saved, now = json.loads(saved_file.read_text()), json.loads(json.dumps(asdict(spec)))
+        changed = sorted(k for k in saved.keys() & now.keys() if saved[k] != now[k])
+        if changed:
+            diff = "; ".join(_difference(k, saved[k], now[k]) for k in changed)
+            raise KDError(f"{spec.run_dir} finished with other settings ({diff}): pass another --project, or delete that run folder")
+    return True
+
+
+def _difference(key: str, old, new) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+        return ", ".join(f"{key}.{k} was {old.get(k)!r}, now {new.get(k)!r}" for k in keys)
+    return f"{key} was {old!r}, now {new!r}"
 
 
 def _train_all(specs: list[cmp.RunSpec], jobs: int = 1) -> None:
@@ -159,6 +178,7 @@ def _train_all(specs: list[cmp.RunSpec], jobs: int = 1) -> None:
             print(f"\n[{i}/{len(specs)}] training {spec.name} ...")
             cmp.run_one(spec)
         return
+    todo.sort(key=lambda item: item[1].teacher is None)  # runs with a teacher take longer: start them first
     running: list[tuple[int, cmp.RunSpec, subprocess.Popen]] = []
     try:
         while todo or running:
