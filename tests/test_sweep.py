@@ -65,8 +65,9 @@ def test_sweep_of_two_values_end_to_end_and_reused(tiny_data, teacher_pt, tmp_pa
     from yolo_kd.commands.compare import _train_all
     from yolo_kd.evidence import compare as cmp
 
-    specs = cmp.plan_runs("yolo11n.yaml", teacher_pt, tiny_data, [0], str(tmp_path), {}, False, None, ["vanilla"],
-                          sweep_arms(parse_sweep(["kd_temperature=1,3"])))
+    first = json.loads((tmp_path / "vanilla-seed0" / "run_spec.json").read_text())  # the command's own settings
+    specs = cmp.plan_runs("yolo11n.yaml", str(Path(teacher_pt).resolve()), first["data"], [0], str(tmp_path), first["train_args"], False,
+                          None, ["vanilla"], sweep_arms(parse_sweep(["kd_temperature=1,3"])))
     monkeypatch.setattr(cmp, "run_one", lambda spec: pytest.fail(f"{spec.name} trained again"))
     _train_all(specs)
     assert capsys.readouterr().out.count("finished earlier, reusing") == 3
