@@ -5,9 +5,9 @@
 # (batch 1, at IMGSZ); latency interleaved. Writes $OUT/qat_equal_epochs.md/.json.
 # Run from the repository root; finished runs are reused.
 set -euo pipefail
-PARENT=${PARENT:-/work/bench_runs/deploy/y11n/weights/best.pt}   # yolo11n, 15 epochs at 160 px on shapes-small
+PARENT=${PARENT:?"set PARENT to a trained best.pt (the docs: yolo11n, 15 epochs at 160 px on shapes-small)"}
 DATA=${DATA:-datasets/shapes-small/data.yaml}
-EVAL=${EVAL:-/work/bench_runs/deploy/shapes-small-eval1000.yaml}
+EVAL=${EVAL:?"set EVAL to a held-out data YAML (the docs: 1000 images of the same generator, python tools/make_data.py)"}
 OUT=${OUT:-$PWD/runs/qat_equal}
 E=${E:-5}
 IMGSZ=${IMGSZ:-160}
