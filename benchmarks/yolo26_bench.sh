@@ -2,7 +2,7 @@
 # Issue 14 evidence: yolo26n vanilla vs yolo_kd vs Ultralytics' built-in distiller (distill_model=), yolo26s teacher,
 # on the "bench" shapes preset, CPU, 3 seeds, equal epochs. Run from the repository root; finished runs are reused
 # when it is started again. OUT, DATA, EPOCHS, TEACHER_EPOCHS, SEEDS and JOBS (runs side by side; 2 here) may be
-# overridden from the environment. About 2.5 hours on 2 CPU cores with JOBS=2.
+# overridden from the environment. About 2 hours on 2 CPU cores with JOBS=2 (teacher 20 min).
 set -euo pipefail
 OUT=${OUT:-$PWD/runs/bench-y26}
 DATA=${DATA:-datasets/shapes-bench}
