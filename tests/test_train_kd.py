@@ -202,23 +202,22 @@ def uninterrupted(tiny_data, teacher_pt, tmp_path_factory):
 
 
 #: runs `yolo-kd train` with one extra callback: at the first batch of the second epoch (epoch 0's last.pt is on disk)
-#: it writes a marker file and waits there to be signalled, so the test signals at a known point, however loaded or
-#: fast the machine is
+#: it writes one byte to the pipe the test blocks on and waits there to be signalled, so the test signals at a known
+#: point, however loaded or fast the machine is
 _LAUNCHER = """
 import os, sys, threading
-from pathlib import Path
 
 from ultralytics.utils.callbacks.base import default_callbacks
 
 from yolo_kd.commands.train import main
 from yolo_kd.core.errors import run_cli
 
-MARKER = Path(sys.argv[1])
+READY_FD = int(sys.argv[1])  # write end of the test's pipe
 
 
 def wait_for_signal(trainer):
-    if trainer.epoch == 1 and not MARKER.exists():
-        MARKER.write_text(str(os.getpid()))
+    if trainer.epoch == 1:
+        os.write(READY_FD, b"1")
         threading.Event().wait(300)  # block until the test's signal arrives; never signalled -> the run goes on and the test fails
 
 
@@ -229,20 +228,25 @@ raise SystemExit(run_cli(main, sys.argv[2:]))
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
 def test_killed_mid_run_then_resume_matches_uninterrupted(sig, tiny_data, teacher_pt, tmp_path, uninterrupted):
+    import os
+    import select
     import signal
-    import time
 
-    launcher, marker = tmp_path / "launch_train.py", tmp_path / "in_second_epoch"
+    launcher = tmp_path / "launch_train.py"
     launcher.write_text(_LAUNCHER)
-    cmd = [sys.executable, str(launcher), str(marker), *_train_cmd(teacher_pt, tiny_data, tmp_path, "k")[2:]]
+    ready_r, ready_w = os.pipe()  # the run writes one byte here when it reaches the second epoch
+    cmd = [sys.executable, str(launcher), str(ready_w), *_train_cmd(teacher_pt, tiny_data, tmp_path, "k")[2:]]
     log = tmp_path / "stderr.txt"
     with open(log, "w") as stderr:  # a file, not a pipe: a full pipe would stall the run while the test waits
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=stderr, text=True, pass_fds=(ready_w,))
+    os.close(ready_w)  # only the child holds the write end: its exit ends the read below with b""
     last = tmp_path / "k" / "weights" / "last.pt"
-    deadline = time.time() + 600
-    while not marker.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert marker.exists(), f"the run never reached the second epoch (exit {proc.poll()})"
+    try:
+        readable, _, _ = select.select([ready_r], [], [], 600)  # blocks until the byte, the child's exit, or 10 min
+        reached = os.read(ready_r, 1) if readable else b""
+    finally:
+        os.close(ready_r)
+    assert reached == b"1", f"the run never reached the second epoch (exit {proc.poll()})"
     proc.send_signal(getattr(signal, sig))
     proc.wait(timeout=120)
     err = log.read_text()

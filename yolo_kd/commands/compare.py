@@ -185,7 +185,6 @@ def _train_all(specs: list[cmp.RunSpec], jobs: int = 1) -> None:
             while todo and len(running) < jobs:
                 i, spec = todo.pop(0)
                 log = spec.run_dir / "train.log"
-                spec.run_dir.mkdir(parents=True, exist_ok=True)
                 print(f"[{i}/{len(specs)}] training {spec.name} (side by side, {jobs} at a time; progress in {log}) ...", flush=True)
                 running.append((i, spec, cmp.start_run(spec, log)))
             time.sleep(1.0)

@@ -16,6 +16,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from statistics import mean, stdev
 from typing import Any
 
 from ..core import tables
@@ -186,11 +187,10 @@ def _cpu_threads(n: int):
 
 
 def _gflops(weights: Path, imgsz: int) -> float:
-    from ultralytics.utils.torch_utils import get_flops
-
     from ..core.checkpoints import load_yolo
+    from ..prune.pruner import model_gflops
 
-    return float(get_flops(load_yolo(weights, "model", purpose="the demo").model, imgsz))
+    return model_gflops(load_yolo(weights, "model", purpose="the demo").model, imgsz)
 
 
 def verdict(runs: list[dict], rows: list[dict], s: DemoSettings) -> str:
@@ -203,8 +203,7 @@ def verdict(runs: list[dict], rows: list[dict], s: DemoSettings) -> str:
     v, k = per["vanilla"], per["kd"]
     if not v or not k:
         return f"A student run failed (see compare/compare.md), so this run shows nothing about distillation; see {BENCHMARK_LINK}."
-    mean = lambda x: sum(x) / len(x)  # noqa: E731
-    std = lambda x: (sum((a - mean(x)) ** 2 for a in x) / (len(x) - 1)) ** 0.5 if len(x) > 1 else 0.0  # noqa: E731
+    std = lambda x: stdev(x) if len(x) > 1 else 0.0  # noqa: E731
     gain = mean(k) - mean(v)
     clear = len(k) > 1 and len(v) > 1 and min(k) > max(v) and gain > max(std(k), std(v))
     seeds = f"{len(k)} seeds" if len(k) > 1 else "1 seed, so no spread (pass seeds=0,1)"
