@@ -117,6 +117,19 @@ def test_equal_time_side_by_side_needs_a_time_ratio(tiny_data, teacher_pt, tmp_p
         main(["--teacher", teacher_pt, "--data", tiny_data, "--project", str(tmp_path), "jobs=0", *ARGS])
 
 
+def test_vanilla_alone_needs_no_teacher_and_a_kd_run_does(tiny_data, tmp_path):
+    from yolo_kd.commands.compare import main
+    from yolo_kd.core.errors import KDError
+
+    with pytest.raises(KDError, match=r"compare needs --teacher .* with --variants vanilla alone it may be left out"):
+        main(["--data", tiny_data, "--project", str(tmp_path / "kd"), "--variants", "kd", *ARGS])
+    assert not (tmp_path / "kd").exists()  # refused before anything was written
+    assert main(["--data", tiny_data, "--project", str(tmp_path / "v"), "--variants", "vanilla", *ARGS]) == 0
+    report = json.loads((tmp_path / "v" / "compare.json").read_text())
+    assert report["teacher"] is None
+    assert [(r["variant"], r["status"]) for r in report["runs"]] == [("vanilla", "ok")]
+
+
 def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     from dataclasses import asdict
 

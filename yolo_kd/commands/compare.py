@@ -90,12 +90,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.equal_time and args.jobs > 1 and args.time_ratio is None:
             raise KDError("--equal-time with --jobs > 1: runs sharing the machine time each other's load; pass --time-ratio "
                           "(e.g. from benchmarks/step_time.py) or use --jobs 1")
-        cmp.check_inputs(args.student, args.teacher, data)
+        needs_teacher = any(v != "vanilla" for v in args.variants) or bool(arms) or bool(args.assistant)
+        cmp.check_inputs(args.student, args.teacher, data, needs_teacher)
         kd_cfg = _kd_cfg(args, out)
+        teacher = str(Path(args.teacher).resolve()) if args.teacher else None
         train_args = {"epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch, "device": args.device, **extra}
-        specs = cmp.plan_runs(args.student, str(Path(args.teacher).resolve()), data, args.seeds, str(out), train_args, args.ablate, kd_cfg,
+        specs = cmp.plan_runs(args.student, teacher, data, args.seeds, str(out), train_args, args.ablate, kd_cfg,
                               args.variants, arms)
-        specs = with_chain_arms(specs, args.seeds, str(Path(args.teacher).resolve()), args.self_distill, args.assistant)
+        specs = with_chain_arms(specs, args.seeds, teacher, args.self_distill, args.assistant)
         _train_all(specs, args.jobs)
         if args.equal_time:
             specs += _equal_time_runs(specs, args.time_ratio, args.jobs)
@@ -120,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def with_chain_arms(specs: list[cmp.RunSpec], seeds: list[int], teacher: str, self_distill: bool, assistant: str | None) -> list[cmp.RunSpec]:
+def with_chain_arms(specs: list[cmp.RunSpec], seeds: list[int], teacher: str | None, self_distill: bool, assistant: str | None) -> list[cmp.RunSpec]:
     """``specs`` plus, per seed, the kd-self (teacher self) and kd-assistant (teacher -> assistant -> student) arms, seed-major."""
     if not (self_distill or assistant):
         return specs

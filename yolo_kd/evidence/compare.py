@@ -79,7 +79,7 @@ class RunResult:
 
 
 def plan_runs(
-    student: str, teacher: str, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None,
+    student: str, teacher: str | None, data: str, seeds: list[int], project: str, train_args: dict, ablate: bool, kd_cfg: str | None = None,
     variants_to_train: tuple[str, ...] | list[str] = VARIANTS, arms: dict[str, dict] | None = None,
 ) -> list[RunSpec]:
     """The runs of a comparison, seed-major so an interrupted comparison still has complete seeds.
@@ -265,13 +265,16 @@ def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | 
     return res
 
 
-def check_inputs(student: str, teacher: str | None, data: str) -> None:
-    """Fail in one line before any training when the comparison cannot run."""
+def check_inputs(student: str, teacher: str | None, data: str, needs_teacher: bool = True) -> None:
+    """Fail in one line before any training when the comparison cannot run. ``needs_teacher`` is False when only
+    vanilla (and online self-distillation) runs are planned: then a teacher is optional and only evaluated if given."""
     from ..core.checkpoints import load_checkpoint_model
 
-    if teacher is None:
-        raise KDError("compare needs --teacher path/to/teacher.pt (a trained checkpoint)")
-    load_checkpoint_model(teacher, "teacher")
+    if teacher is None and needs_teacher:
+        raise KDError("compare needs --teacher path/to/teacher.pt (a trained checkpoint) for its kd, builtin, sweep and "
+                      "assistant runs; with --variants vanilla alone it may be left out")
+    if teacher is not None:
+        load_checkpoint_model(teacher, "teacher")
     if not Path(data).is_file():
         raise KDError(f"dataset YAML '{data}' not found: pass a local data.yaml")
     if student.endswith(".pt"):

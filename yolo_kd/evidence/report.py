@@ -109,7 +109,7 @@ def plot(results: list[RunResult], rows: list[dict[str, Any]], teacher: dict[str
     means = [100 * r["map"] for r in ok] + ([100 * teacher["map"]] if teacher else [])
     stds = [100 * r["map_std"] for r in ok] + ([0.0] if teacher else [])
     ax.bar(names, means, yerr=stds, capsize=5, color=["#888" if n in ("vanilla", "teacher") else "#3a7" for n in names])
-    top = max(m + s for m, s in zip(means, stds)) if means else 1.0
+    top = max([m + s for m, s in zip(means, stds)] + [1.0])  # at least 1 point, so an all-zero chart still has a range
     for i, (m, s) in enumerate(zip(means, stds)):  # above the error bar, so value and bar never overlap
         ax.text(i, m + s + 0.02 * top, f"{m:.1f} ± {s:.1f}" if s else f"{m:.1f}", ha="center", va="bottom", fontsize=9)
     ax.set_ylim(0, 1.12 * top)
