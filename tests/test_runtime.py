@@ -37,7 +37,7 @@ def build_models(root: Path) -> dict[str, Path]:
     import ultralytics
     from ultralytics import YOLO
 
-    from yolo_kd.data.synthetic import ShapesSpec, render_image
+    from .lively import make_lively
 
     root.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/11/yolo11.yaml").read_text())
@@ -47,21 +47,7 @@ def build_models(root: Path) -> dict[str, Path]:
     yolo = YOLO(str(root / "yolo11n-shapes.yaml"))
     model = yolo.model
     model.names = dict(NAMES)
-    imgs = np.stack([render_image(ShapesSpec(imgsz=128), "train", i)[0] for i in range(8)])
-    x = torch.from_numpy(imgs[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration pass
-    model.train()
-    with torch.no_grad():
-        model(x)
-    head = model.model[-1]
-    for seq in head.cv3:
-        seq[-1].bias.data.fill_(-2.0)
-    for seq in head.cv2:
-        seq[-1].weight.data *= 3
-    model.eval()
+    imgs = make_lively(model)
     yolo.save(paths["pt"])
     for key, kw in (("fixed", {}), ("dynamic", {"dynamic": True}), ("nms", {"nms": True})):
         out = YOLO(paths["pt"]).export(format="onnx", imgsz=128, **kw)

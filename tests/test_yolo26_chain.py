@@ -15,36 +15,21 @@ from onnx import TensorProto
 
 from yolo_kd.core.errors import KDError
 
+from .lively import make_lively
+
 NAMES = {0: "circle", 1: "square", 2: "triangle", 3: "star"}
 IMGSZ = 64
 
 
 def _lively_yolo26n() -> torch.nn.Module:
-    """An untrained 4-class yolo26n whose outputs depend on the image (see tests/test_runtime.build_models): BatchNorm
-    statistics fitted on a few shapes images, a lower class bias and sharper box outputs on both branches."""
+    """An untrained 4-class yolo26n whose outputs depend on the image (tests/lively.py), on both branches."""
     from ultralytics.nn.tasks import DetectionModel
-
-    from yolo_kd.data.synthetic import ShapesSpec, render_image
 
     torch.manual_seed(0)
     model = DetectionModel("yolo26n.yaml", nc=len(NAMES), verbose=False)
     model.names = dict(NAMES)
-    imgs = np.stack([render_image(ShapesSpec(imgsz=128), "train", i)[0] for i in range(8)])
-    x = torch.from_numpy(imgs[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(x)
-    head = model.model[-1]
-    for cls, box in ((head.cv3, head.cv2), (head.one2one_cv3, head.one2one_cv2)):
-        for seq in cls:
-            seq[-1].bias.data.fill_(-2.0)
-        for seq in box:
-            seq[-1].weight.data *= 3
-    return model.eval()
+    make_lively(model)
+    return model
 
 
 @pytest.fixture(scope="module")

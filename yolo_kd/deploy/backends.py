@@ -16,32 +16,21 @@ openvino``); ask for ``backend="openvino"`` to run it there anyway.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import platform
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ..core.errors import KDError
+from ..core.optional import installed
 
 BACKENDS = ("auto", "onnxruntime", "openvino")
 OPENVINO_INSTALL = 'pip install -e ".[openvino]" (or: pip install openvino)'
 _X86 = {"x86_64", "amd64", "i386", "i686", "x86"}
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _OV_TYPES = {"f32": np.float32, "f16": np.float16}
-
-
-def installed(module: str) -> bool:
-    """Whether ``module`` can be imported, without importing it (a ``None`` in ``sys.modules`` blocks it)."""
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def openvino_installed() -> bool:

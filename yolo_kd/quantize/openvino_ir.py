@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..core.errors import KDError
+from ..core.optional import installed
 from .onnx_graph import parse_keep_float
 from .openvino_graph import float_node_groups, runtime_share
 
@@ -80,23 +81,11 @@ def export_backends(backend: str) -> tuple[str, ...]:
     if backend not in EXPORT_BACKENDS:
         raise KDError(f"unknown backend {backend!r}: choose one of {', '.join(EXPORT_BACKENDS)}")
     if backend == "auto":
-        have = all(_installed(m) for m in ("openvino", "nncf"))
+        have = all(installed(m) for m in ("openvino", "nncf"))
         return ("onnxruntime", "openvino") if have and platform.machine().lower() in {"x86_64", "amd64"} else ("onnxruntime",)
     if backend != "onnxruntime":
         require(nncf=True)
     return {"onnxruntime": ("onnxruntime",), "openvino": ("openvino",), "both": ("onnxruntime", "openvino")}[backend]
-
-
-def _installed(module: str) -> bool:
-    import importlib.util
-    import sys
-
-    if module in sys.modules:
-        return sys.modules[module] is not None
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 def export_openvino(fp32_onnx: Path, fp32_dir: Path, int8_dir: Path, files: Sequence[Path], imgsz: int,
