@@ -1,0 +1,75 @@
+"""mAP50-95 per epoch of groups of finished runs, against epochs and against training compute, mean ± std over seeds.
+
+    python benchmarks/pays_plot.py --out docs/bench/pays/plateau_nbs16.png \
+        "vanilla 100=runs/plateau/e100-nbs16/vanilla-seed*" "yolo_kd 100=runs/plateau/e100-nbs16/kd-seed*:1.35" \
+        "vanilla 140=runs/plateau/e140-nbs16/vanilla-seed*"
+
+Each group is ``label=glob[:cost]``: the run folders' results.csv, and the cost of one epoch in vanilla epochs (default
+1; e.g. the distilled/vanilla time ratio), which places the curve on the compute axis of the right-hand panel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+from pathlib import Path
+
+import numpy as np
+
+from yolo_kd.core.files import atomic_path
+
+
+def read_curve(run_dir: str) -> np.ndarray:
+    """mAP50-95 per epoch, in points, from ``run_dir``/results.csv (columns by name: distilled runs add columns)."""
+    with open(Path(run_dir) / "results.csv") as f:
+        return np.array([100 * float(r["metrics/mAP50-95(B)"]) for r in csv.DictReader(f)])
+
+
+def parse_group(text: str) -> tuple[str, list[str], float]:
+    label, _, rest = text.partition("=")
+    pattern, _, cost = rest.rpartition(":") if rest.rsplit(":", 1)[-1].replace(".", "", 1).isdigit() else (rest, "", "1")
+    runs = sorted(glob.glob(pattern))
+    if not label or not runs:
+        raise SystemExit(f"group '{text}': give label=glob[:cost] matching finished run folders")
+    return label, runs, float(cost)
+
+
+def main() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("groups", nargs="+", help="label=glob[:cost of one epoch in vanilla epochs]")
+    p.add_argument("--out", required=True)
+    p.add_argument("--title", default="")
+    args = p.parse_args()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for label, runs, cost in map(parse_group, args.groups):
+        curves = [read_curve(r) for r in runs]
+        n = min(len(c) for c in curves)
+        stack = np.stack([c[:n] for c in curves])
+        mean, std = stack.mean(0), stack.std(0, ddof=1) if len(curves) > 1 else np.zeros(n)
+        epochs = np.arange(1, n + 1)
+        name = f"{label} ({len(curves)} seeds)"
+        for ax, x in ((axes[0], epochs), (axes[1], epochs * cost)):
+            (line,) = ax.plot(x, mean, label=name)
+            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    axes[0].set(xlabel="epoch", ylabel="val mAP50-95, points (mean ± std over seeds)", title="equal epochs")
+    axes[1].set(xlabel="training compute, in vanilla epochs (epoch × measured time ratio)", title="equal compute")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    if args.title:
+        fig.suptitle(args.title)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    print(out)
+
+
+if __name__ == "__main__":
+    main()
