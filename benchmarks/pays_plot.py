@@ -1,4 +1,5 @@
-"""mAP50-95 per epoch of groups of finished runs, against epochs and against training compute, mean ± std over seeds.
+"""mAP50-95 per epoch of groups of finished runs, against epochs and against training compute: the median over seeds
+(robust to one seed whose validation collapses for a while) and the band from the lowest to the highest seed.
 
     python benchmarks/pays_plot.py --out docs/bench/pays/plateau_nbs16.png \
         "vanilla 100=runs/plateau/e100-nbs16/vanilla-seed*" "yolo_kd 100=runs/plateau/e100-nbs16/kd-seed*:1.35" \
@@ -51,13 +52,13 @@ def main() -> None:
         curves = [read_curve(r) for r in runs]
         n = min(len(c) for c in curves)
         stack = np.stack([c[:n] for c in curves])
-        mean, std = stack.mean(0), stack.std(0, ddof=1) if len(curves) > 1 else np.zeros(n)
+        median, low, high = np.median(stack, 0), stack.min(0), stack.max(0)
         epochs = np.arange(1, n + 1)
         name = f"{label} ({len(curves)} seeds)"
         for ax, x in ((axes[0], epochs), (axes[1], epochs * cost)):
-            (line,) = ax.plot(x, mean, label=name)
-            ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    axes[0].set(xlabel="epoch", ylabel="val mAP50-95, points (mean ± std over seeds)", title="equal epochs")
+            (line,) = ax.plot(x, median, label=name)
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.12)
+    axes[0].set(xlabel="epoch", ylabel="val mAP50-95, points (median; band: min-max over seeds)", title="equal epochs")
     axes[1].set(xlabel="training compute, in vanilla epochs (epoch × measured time ratio)", title="equal compute")
     for ax in axes:
         ax.grid(alpha=0.3)
