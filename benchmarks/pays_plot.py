@@ -12,28 +12,29 @@ Each group is ``label=glob[:cost]``: the run folders' results.csv, and the cost 
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 from pathlib import Path
 
 import numpy as np
 
 from yolo_kd.core.files import atomic_path
-
-
-def read_curve(run_dir: str) -> np.ndarray:
-    """mAP50-95 per epoch, in points, from ``run_dir``/results.csv (columns by name: distilled runs add columns)."""
-    with open(Path(run_dir) / "results.csv") as f:
-        return np.array([100 * float(r["metrics/mAP50-95(B)"]) for r in csv.DictReader(f)])
+from yolo_kd.evidence.compare import read_curve
 
 
 def parse_group(text: str) -> tuple[str, list[str], float]:
+    """``label=glob[:cost]`` -> (label, run folders, cost of one epoch in vanilla epochs; 1 when not given)."""
     label, _, rest = text.partition("=")
-    pattern, _, cost = rest.rpartition(":") if rest.rsplit(":", 1)[-1].replace(".", "", 1).isdigit() else (rest, "", "1")
+    pattern, cost = rest, 1.0
+    head, sep, tail = rest.rpartition(":")
+    if sep:
+        try:
+            pattern, cost = head, float(tail)
+        except ValueError:
+            pass  # a ':' that belongs to the glob
     runs = sorted(glob.glob(pattern))
     if not label or not runs:
         raise SystemExit(f"group '{text}': give label=glob[:cost] matching finished run folders")
-    return label, runs, float(cost)
+    return label, runs, cost
 
 
 def main() -> None:
@@ -49,7 +50,7 @@ def main() -> None:
     args = p.parse_args()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for label, runs, cost in map(parse_group, args.groups):
-        curves = [read_curve(r) for r in runs]
+        curves = [100 * np.asarray(read_curve(Path(r))[0]) for r in runs]  # points
         n = min(len(c) for c in curves)
         stack = np.stack([c[:n] for c in curves])
         median, low, high = np.median(stack, 0), stack.min(0), stack.max(0)

@@ -194,14 +194,17 @@ def describe_run(run_dir: Path) -> tuple[str, str, int]:
     return name, kind, int(args.get("seed", 0))
 
 
-def _curve(run_dir: Path) -> tuple[list[float], float, float]:
+def read_curve(run_dir: Path) -> tuple[list[float], float, float]:
     """mAP50-95 per epoch, median seconds per epoch and total seconds (train + val) from results.csv.
 
     The median keeps one epoch slowed by unrelated load on a shared machine from moving the figure.
     """
     import csv
 
-    rows = list(csv.DictReader(open(run_dir / "results.csv"))) if (run_dir / "results.csv").exists() else []
+    rows = []
+    if (run_dir / "results.csv").exists():
+        with open(run_dir / "results.csv") as f:
+            rows = list(csv.DictReader(f))
     curve = [float(r[METRIC_KEYS["map"]]) for r in rows if r.get(METRIC_KEYS["map"]) not in (None, "")]
     times = [float(r["time"]) for r in rows]
     per_epoch = float(np.median(np.diff([0.0, *times]))) if times else float("nan")
@@ -220,8 +223,8 @@ def equal_time_epochs(vanilla_dir: Path, kd_dir: Path, time_ratio: float | None 
     results.csv), or ``time_ratio`` when given (e.g. measured interleaved by ``benchmarks/step_time.py`` on a
     machine whose load changed between the two runs).
     """
-    _, _, kd_total = _curve(kd_dir)
-    curve, _, vanilla_total = _curve(vanilla_dir)
+    _, _, kd_total = read_curve(kd_dir)
+    curve, _, vanilla_total = read_curve(vanilla_dir)
     ratio = time_ratio if time_ratio else kd_total / vanilla_total
     if not np.isfinite(ratio) or ratio <= 0 or not curve:
         raise KDError(f"cannot size the equal-time run: no finished results.csv in '{vanilla_dir}' and '{kd_dir}'")
@@ -258,7 +261,7 @@ def collect_run(run_dir: Path, data: str, imgsz: int, batch: int, device: str | 
         res.status, res.error = "failed", "no weights/best.pt"
     if res.status != "ok":
         return res
-    res.curve, res.epoch_seconds, res.train_seconds = _curve(run_dir)
+    res.curve, res.epoch_seconds, res.train_seconds = read_curve(run_dir)
     res.epochs, res.last10_gain = len(res.curve), last10_gain(res.curve)
     for k, v in evaluate(best, data, imgsz, batch, device).items():
         setattr(res, k, v)
