@@ -3,7 +3,8 @@
 # epochs, seeds 0 1 2, every run through tools/compare.py (finished runs are reused when the script is run again).
 #   bench preset (800/200 images at 128 px, 6 classes), yolo11n from scratch, 10 epochs, nbs=16, teacher yolo11s
 #   trained 60 epochs (benchmarks/pays_for_compute.sh makes it):
-#     (a) vanilla; online self-distillation (--teacher self, kd_self_refresh=1);
+#     (a) vanilla; online self-distillation (--teacher self, kd_self_refresh=1), with the default weights and with low
+#         ones (cls 0.1, box 0.1, feat 0: the start the docs suggested after a single-seed run);
 #     (b) born-again: each seed's vanilla best.pt distilled into a fresh yolo11n of the same seed;
 #     (c) kd_temperature = 1, 2, 4, 8 with the default weights;
 #   demo preset (480/120 images at 96 px, 3 classes), 30 epochs, nbs=16:
@@ -38,6 +39,22 @@ lane_bench() {
   bench vanilla --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla
   bench sweep --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla --sweep kd_temperature=1,2,4,8
   bench self --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla --self-distill
+  # low weights: their own project (another kd_cfg), whose vanilla arm is the same run: copy it instead of training it again
+  mkdir -p "$OUT/bench-e10-selflow"
+  for SEED in 0 1 2; do
+    [ -d "$OUT/bench-e10-selflow/vanilla-seed$SEED" ] || python - "$OUT" "$SEED" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+out, seed = Path(sys.argv[1]), sys.argv[2]
+src, dst = out / "bench-e10" / f"vanilla-seed{seed}", out / "bench-e10-selflow" / f"vanilla-seed{seed}"
+shutil.copytree(src, dst)
+spec = json.loads((dst / "run_spec.json").read_text())
+spec.update(project=str(dst.parent), kd_cfg=str(dst.parent / "kd_cfg.yaml"))
+(dst / "run_spec.json").write_text(json.dumps(spec))
+PY
+  done
+  bench selflow --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10-selflow" --variants vanilla --self-distill \
+    --kd-cls 0.1 --kd-box 0.1 --kd-feat 0
   demo demo-vanilla --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants vanilla
 }
 lane_teachers() {
@@ -57,6 +74,8 @@ lane_teachers & lane_bench & wait
 R=(--data "$BENCH/data.yaml" --imgsz 128 --batch 16 --device cpu)
 python tools/compare.py --runs "$OUT"/bench-e10/{vanilla,kd-temperature-2,kd-self}-seed* "$OUT"/bench-e10-ba/kd-seed* \
   --teacher "$TEACHER_BENCH" "${R[@]}" --project "$OUT/report-bench-self"
+python tools/compare.py --runs "$OUT"/bench-e10-selflow/kd-self-seed* --teacher "$TEACHER_BENCH" "${R[@]}" \
+  --project "$OUT/report-bench-selflow"
 R=(--data "$DEMO/data.yaml" --imgsz 96 --batch 16 --device cpu)
 python tools/compare.py --runs "$OUT"/demo-e30-s/*-seed* --teacher "$TEACHER_S" "${R[@]}" --project "$OUT/report-demo-s"
 python tools/compare.py --runs "$OUT"/demo-e30-m/*-seed* --teacher "$TEACHER_M" "${R[@]}" --project "$OUT/report-demo-m"
