@@ -8,9 +8,10 @@
 #     (b) born-again: each seed's vanilla best.pt distilled into a fresh yolo11n of the same seed;
 #     (c) kd_temperature = 1, 2, 4, 8 with the default weights;
 #   demo preset (480/120 images at 96 px, 3 classes), 30 epochs, nbs=16:
-#     (d) s -> n (yolo11s teacher, 100 epochs: benchmarks/pays_plateau.sh makes it) vs m -> n (yolo11m teacher,
-#         60 epochs, made here) vs vanilla. The bench preset cannot afford a yolo11m teacher on 2 cores (~3 h).
-# Two lanes train side by side, one thread each (Ultralytics trains on cores-1 threads). Run from the repository root.
+#     (d) s -> n vs m -> n vs vanilla, with yolo11s and yolo11m teachers trained by one recipe (60 epochs, made here),
+#         and with the stronger yolo11s teacher of benchmarks/pays_plateau.sh (100 epochs). The bench preset cannot afford
+#         a yolo11m teacher on 2 cores (~3 h).
+# Lanes train side by side, one thread each (Ultralytics trains on cores-1 threads). Run from the repository root.
 set -euo pipefail
 OUT=${OUT:-$PWD/runs/self_distill}
 BENCH=${BENCH:-datasets/shapes-bench}
@@ -18,6 +19,7 @@ DEMO=${DEMO:-datasets/shapes-demo}
 TEACHER_BENCH=${TEACHER_BENCH:-$PWD/runs/pays/teacher-s60/weights/best.pt}
 TEACHER_S=${TEACHER_S:-$PWD/runs/plateau/teacher-s100/weights/best.pt}
 TEACHER_M=${TEACHER_M:-$OUT/teacher-m60/weights/best.pt}
+TEACHER_S60=${TEACHER_S60:-$OUT/teacher-s60/weights/best.pt}
 for T in "$TEACHER_BENCH" "$TEACHER_S"; do
   [ -f "$T" ] || { echo "self_distill.sh: teacher $T not found: run benchmarks/pays_for_compute.sh and pays_plateau.sh first, or set TEACHER_BENCH/TEACHER_S"; exit 2; }
 done
@@ -69,7 +71,12 @@ lane_teachers() {
   demo demo-s --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants kd
   demo demo-m --teacher "$TEACHER_M" --project "$OUT/demo-e30-m" --variants kd
 }
-lane_teachers & lane_bench & wait
+lane_s60() {
+  [ -f "$TEACHER_S60" ] || yolo train model=yolo11s.yaml data="$DEMO/data.yaml" epochs=60 imgsz=96 batch=16 nbs=16 device=cpu \
+    workers=0 plots=False seed=0 project="$OUT" name=teacher-s60 exist_ok=True > "$OUT/logs/teacher-s60.log" 2>&1
+  demo demo-s60 --teacher "$TEACHER_S60" --project "$OUT/demo-e30-s60" --variants kd
+}
+lane_teachers & lane_bench & lane_s60 & wait
 # reports over finished runs: self-distillation and born-again beside vanilla and the default kd, and the capacity gap
 R=(--data "$BENCH/data.yaml" --imgsz 128 --batch 16 --device cpu)
 python tools/compare.py --runs "$OUT"/bench-e10/{vanilla,kd-temperature-2,kd-self}-seed* "$OUT"/bench-e10-ba/kd-seed* \
@@ -79,3 +86,4 @@ python tools/compare.py --runs "$OUT"/bench-e10-selflow/kd-self-seed* --teacher 
 R=(--data "$DEMO/data.yaml" --imgsz 96 --batch 16 --device cpu)
 python tools/compare.py --runs "$OUT"/demo-e30-s/*-seed* --teacher "$TEACHER_S" "${R[@]}" --project "$OUT/report-demo-s"
 python tools/compare.py --runs "$OUT"/demo-e30-m/*-seed* --teacher "$TEACHER_M" "${R[@]}" --project "$OUT/report-demo-m"
+python tools/compare.py --runs "$OUT"/demo-e30-s60/*-seed* --teacher "$TEACHER_S60" "${R[@]}" --project "$OUT/report-demo-s60"
