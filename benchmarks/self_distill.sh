@@ -6,7 +6,7 @@
 #     (a) vanilla; online self-distillation (--teacher self, kd_self_refresh=1), with the default weights and with low
 #         ones (cls 0.1, box 0.1, feat 0: the start the docs suggested after a single-seed run);
 #     (b) born-again: each seed's vanilla best.pt distilled into a fresh yolo11n of the same seed;
-#     (c) kd_temperature = 1, 2, 4, 8 with the default weights;
+#     (c) kd_temperature = 1, 2, 4, 8 with the default weights (and 2, 4, 8 on the demo preset below);
 #   demo preset (480/120 images at 96 px, 3 classes), 30 epochs, nbs=16:
 #     (d) s -> n vs m -> n vs vanilla, with yolo11s and yolo11m teachers trained by one recipe (60 epochs, made here),
 #         and with the stronger yolo11s teacher of benchmarks/pays_plateau.sh (100 epochs). The bench preset cannot afford
@@ -58,6 +58,8 @@ PY
   bench selflow --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10-selflow" --variants vanilla --self-distill \
     --kd-cls 0.1 --kd-box 0.1 --kd-feat 0
   demo demo-vanilla --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants vanilla
+  # the temperature sweep again on a second data set and a longer schedule (T = 2 is the kd arm of lane_teachers)
+  demo demo-temperature --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants vanilla --sweep kd_temperature=4,8
 }
 lane_teachers() {
   [ -f "$TEACHER_M" ] || yolo train model=yolo11m.yaml data="$DEMO/data.yaml" epochs=60 imgsz=96 batch=16 nbs=16 device=cpu \
