@@ -146,3 +146,15 @@ def test_a_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     longer = cmp.RunSpec("vanilla", 0, "yolo11n.yaml", "data.yaml", None, str(tmp_path), {"epochs": 8, "imgsz": 96})
     with pytest.raises(KDError, match=r"vanilla-seed0 finished with other settings \(train_args.epochs was 6, now 8\): pass another --project"):
         _finished(longer)
+
+
+def test_table_without_a_vanilla_run_leaves_its_comparisons_blank():
+    """A report over distilled runs only (e.g. one teacher's runs of a capacity study) has no reference: the Δ and
+    ×vanilla cells are blank, not 'nan', as is a figure the runs did not record (peak memory here)."""
+    runs = [cmp.RunResult("kd", s, f"kd-seed{s}", map50=m + 0.2, map=m, epoch_seconds=10.0, train_seconds=300.0, epochs=30,
+                          params=2_590_000, gflops=0.14) for s, m in enumerate([0.60, 0.40])]
+    rows = cmp.summarize(runs, None)
+    assert rows[0]["map"] == pytest.approx(0.50) and rows[0]["map_std"] == pytest.approx(0.1414, abs=1e-4)
+    line = next(x for x in cmp.markdown_table(rows, None).splitlines() if x.startswith("| kd |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[4] == "50.0 ± 14.1" and cells[5] == "" and cells[12] == "" and "nan" not in line

@@ -50,6 +50,11 @@ def _ratio(x: float) -> str:
     return "" if np.isnan(x) else f"{x:.2f}"
 
 
+def _delta(x: float) -> str:
+    """A difference in points, blank without a reference (no vanilla run among the runs)."""
+    return "" if np.isnan(x) else f"{100 * x:+.1f}"
+
+
 def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None) -> str:
     """The comparison as a markdown table (mAP in points, i.e. x100), with a trailing newline."""
     head = ["run", "seeds", "epochs", "mAP50", "mAP50-95", "Δ vs vanilla", "gap closed", "last-10 gain", "params", "GFLOPs",
@@ -64,10 +69,10 @@ def markdown_table(rows: list[dict[str, Any]], teacher: dict[str, float] | None)
         plateau = "" if np.isnan(r.get("last10_gain", np.nan)) else f"{100 * r['last10_gain']:+.1f}"
         cells.append([
             r["run"], f"{len(r['seeds'])}{note}", f"{r.get('epochs', 0):.0f}", f"{100 * r['map50']:.1f} ± {100 * r['map50_std']:.1f}",
-            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f}", f"{100 * r['delta_map']:+.1f}", gap, plateau,
+            f"{100 * r['map']:.1f} ± {100 * r['map_std']:.1f}", _delta(r["delta_map"]), gap, plateau,
             f"{r['params'] / 1e6:.2f}M", f"{r['gflops']:.2f}", f"{r['epoch_seconds']:.1f}",
-            f"{r.get('train_seconds', np.nan) / 60:.1f}", f"{r['time_vs_vanilla']:.2f}", _ratio(r["time_vs_builtin"]),
-            f"{r['peak_mem_gb']:.2f}",
+            f"{r.get('train_seconds', np.nan) / 60:.1f}", _ratio(r["time_vs_vanilla"]), _ratio(r["time_vs_builtin"]),
+            _ratio(r["peak_mem_gb"]),
         ])
     if teacher:
         cells.append(["teacher", "–", "", f"{100 * teacher['map50']:.1f}", f"{100 * teacher['map']:.1f}", "", "", "",
