@@ -10,7 +10,7 @@
 #   demo preset (480/120 images at 96 px, 3 classes), 30 epochs, nbs=16:
 #     (d) s -> n vs m -> n vs vanilla, with yolo11s and yolo11m teachers trained by one recipe (60 epochs, made here),
 #         and with the stronger yolo11s teacher of benchmarks/pays_plateau.sh (100 epochs). The bench preset cannot afford
-#         a yolo11m teacher on 2 cores (~3 h).
+#         a yolo11m teacher on 2 cores (~3 h). And the teacher-assistant chain m -> s -> n.
 # Lanes train side by side, one thread each (Ultralytics trains on cores-1 threads). Run from the repository root.
 set -euo pipefail
 OUT=${OUT:-$PWD/runs/self_distill}
@@ -72,6 +72,9 @@ lane_teachers() {
   done
   demo demo-s --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants kd
   demo demo-m --teacher "$TEACHER_M" --project "$OUT/demo-e30-m" --variants kd
+  # the teacher-assistant chain m -> s -> n, the assistant being the yolo11s teacher of lane_s60 (distilled from m, 30 epochs)
+  while [ ! -f "$TEACHER_S60" ]; do sleep 30; done
+  demo demo-assistant --teacher "$TEACHER_M" --project "$OUT/demo-e30-m" --variants kd --assistant "$TEACHER_S60"
 }
 lane_s60() {
   [ -f "$TEACHER_S60" ] || yolo train model=yolo11s.yaml data="$DEMO/data.yaml" epochs=60 imgsz=96 batch=16 nbs=16 device=cpu \
@@ -87,5 +90,5 @@ python tools/compare.py --runs "$OUT"/bench-e10-selflow/kd-self-seed* --teacher 
   --project "$OUT/report-bench-selflow"
 R=(--data "$DEMO/data.yaml" --imgsz 96 --batch 16 --device cpu)
 python tools/compare.py --runs "$OUT"/demo-e30-s/*-seed* --teacher "$TEACHER_S" "${R[@]}" --project "$OUT/report-demo-s"
-python tools/compare.py --runs "$OUT"/demo-e30-m/*-seed* --teacher "$TEACHER_M" "${R[@]}" --project "$OUT/report-demo-m"
+python tools/compare.py --runs "$OUT"/demo-e30-m/*-seed[0-9] --teacher "$TEACHER_M" "${R[@]}" --project "$OUT/report-demo-m"
 python tools/compare.py --runs "$OUT"/demo-e30-s60/*-seed* --teacher "$TEACHER_S60" "${R[@]}" --project "$OUT/report-demo-s60"
