@@ -41,20 +41,7 @@ lane_bench() {
   bench vanilla --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla
   bench sweep --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla --sweep kd_temperature=1,2,4,8
   bench self --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10" --variants vanilla --self-distill
-  # low weights: their own project (another kd_cfg), whose vanilla arm is the same run: copy it instead of training it again
-  mkdir -p "$OUT/bench-e10-selflow"
-  for SEED in 0 1 2; do
-    [ -d "$OUT/bench-e10-selflow/vanilla-seed$SEED" ] || python - "$OUT" "$SEED" <<'PY'
-import json, shutil, sys
-from pathlib import Path
-out, seed = Path(sys.argv[1]), sys.argv[2]
-src, dst = out / "bench-e10" / f"vanilla-seed{seed}", out / "bench-e10-selflow" / f"vanilla-seed{seed}"
-shutil.copytree(src, dst)
-spec = json.loads((dst / "run_spec.json").read_text())
-spec.update(project=str(dst.parent), kd_cfg=str(dst.parent / "kd_cfg.yaml"))
-(dst / "run_spec.json").write_text(json.dumps(spec))
-PY
-  done
+  # low weights: their own project (another kd_cfg), so its vanilla arm trains again (deterministic: the same runs)
   bench selflow --teacher "$TEACHER_BENCH" --project "$OUT/bench-e10-selflow" --variants vanilla --self-distill \
     --kd-cls 0.1 --kd-box 0.1 --kd-feat 0
   demo demo-vanilla --teacher "$TEACHER_S" --project "$OUT/demo-e30-s" --variants vanilla
@@ -82,13 +69,14 @@ lane_s60() {
   demo demo-s60 --teacher "$TEACHER_S60" --project "$OUT/demo-e30-s60" --variants kd
 }
 lane_teachers & lane_bench & lane_s60 & wait
-# reports over finished runs: self-distillation and born-again beside vanilla and the default kd, and the capacity gap
+# reports over finished runs, one per docs/bench/self_distillation/ folder (born-again is the bench report's "kd" row)
 R=(--data "$BENCH/data.yaml" --imgsz 128 --batch 16 --device cpu)
-python tools/compare.py --runs "$OUT"/bench-e10/{vanilla,kd-temperature-2,kd-self}-seed* "$OUT"/bench-e10-ba/kd-seed* \
-  --teacher "$TEACHER_BENCH" "${R[@]}" --project "$OUT/report-bench-self"
-python tools/compare.py --runs "$OUT"/bench-e10-selflow/kd-self-seed* --teacher "$TEACHER_BENCH" "${R[@]}" \
+python tools/compare.py --runs "$OUT"/bench-e10/*-seed* "$OUT"/bench-e10-ba/kd-seed* --sweep kd_temperature=1,2,4,8 \
+  --teacher "$TEACHER_BENCH" "${R[@]}" --project "$OUT/report-bench"
+python tools/compare.py --runs "$OUT"/bench-e10-selflow/{vanilla,kd-self}-seed* --teacher "$TEACHER_BENCH" "${R[@]}" \
   --project "$OUT/report-bench-selflow"
 R=(--data "$DEMO/data.yaml" --imgsz 96 --batch 16 --device cpu)
-python tools/compare.py --runs "$OUT"/demo-e30-s/*-seed* --teacher "$TEACHER_S" "${R[@]}" --project "$OUT/report-demo-s"
+python tools/compare.py --runs "$OUT"/demo-e30-s/*-seed* --sweep kd_temperature=4,8 --teacher "$TEACHER_S" "${R[@]}" \
+  --project "$OUT/report-demo-temperature"
 python tools/compare.py --runs "$OUT"/demo-e30-m/*-seed[0-9] --teacher "$TEACHER_M" "${R[@]}" --project "$OUT/report-demo-m"
 python tools/compare.py --runs "$OUT"/demo-e30-s60/*-seed* --teacher "$TEACHER_S60" "${R[@]}" --project "$OUT/report-demo-s60"
