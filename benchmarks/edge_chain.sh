@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 16: the whole edge chain on one benchmark, measured once, end to end:
-#   vanilla yolo11n (FP32 ONNX, the baseline) -> distilled -> pruned in ~20 % steps with distillation fine-tuning
+#   vanilla yolo11n (FP32 ONNX, the baseline) -> distilled (and, as pruning's reference, fine-tuned for pruning's
+#   epochs) -> pruned in ~20 % steps with distillation fine-tuning
 #   -> INT8 by PTQ and by QAT (with and without the teacher), plus the pruned model fine-tuned FP32 for the same
 #   extra epochs as QAT. One table (mAP50-95 mean ± std over the seeds, params, GFLOPs, size, INT8 convs, latency
 #   at 640 px on onnxruntime, all files timed in turns) and a Pareto plot: $OUT/edge_chain.md, .json, .png.
@@ -25,6 +26,7 @@ LAT_IMGSZ=${LAT_IMGSZ:-640}
 LAT_SECONDS=${LAT_SECONDS:-10}
 BATCH=${BATCH:-16}
 EXTRA=${EXTRA:-}                    # more Ultralytics key=value for every training, e.g. "fraction=0.25"
+TABLE=${TABLE:-1}                   # 0: train only (e.g. one seed per lane), make the table in a last call
 COMMON=(imgsz="$IMGSZ" batch="$BATCH" device=cpu workers=0 plots=False exist_ok=True $EXTRA)
 export YOLO_OFFLINE=1
 python tools/make_data.py --preset "$PRESET" --out "$DATA"
@@ -40,6 +42,10 @@ for S in $SEEDS; do
   # 2. distilled yolo11n
   [ -f "$OUT/kd-s$S/weights/best.pt" ] || python tools/train_kd.py --teacher "$T" --student yolo11n.yaml --data "$D" \
     --epochs "$EPOCHS" --project "$OUT" --name "kd-s$S" seed="$S" "${COMMON[@]}"
+  # 2b. the reference for pruning's cost: the unpruned distilled student fine-tuned with the teacher for the epochs
+  #     pruning adds (STEPS x EPOCHS_PER_STEP), so pruned and unpruned have had the same training
+  [ -f "$OUT/kdft-s$S/weights/best.pt" ] || python tools/train_kd.py --teacher "$T" --student "$OUT/kd-s$S/weights/best.pt" \
+    --data "$D" --epochs $((STEPS * EPOCHS_PER_STEP)) --project "$OUT" --name "kdft-s$S" seed="$S" warmup_epochs=0 "${COMMON[@]}"
   # 3. pruned in steps, each fine-tuned with distillation from the teacher
   [ -f "$OUT/prune-s$S/weights/best.pt" ] || python tools/prune.py --model "$OUT/kd-s$S/weights/best.pt" --teacher "$T" \
     --data "$D" --target-flops "$TARGET_FLOPS" --steps "$STEPS" --epochs-per-step "$EPOCHS_PER_STEP" --imgsz "$IMGSZ" \
@@ -57,5 +63,5 @@ for S in $SEEDS; do
     --backend onnxruntime --no-report --no-ptq seed="$S" workers=0 $EXTRA
 done
 # 6. the chain table and the Pareto plot
-python benchmarks/edge_chain_table.py --out "$OUT" --data "$D" --imgsz "$IMGSZ" --lat-imgsz "$LAT_IMGSZ" \
+[ "$TABLE" = 0 ] || python benchmarks/edge_chain_table.py --out "$OUT" --data "$D" --imgsz "$IMGSZ" --lat-imgsz "$LAT_IMGSZ" \
   --latency-seconds "$LAT_SECONDS" --seeds $SEEDS $(python -c "import openvino" 2>/dev/null && echo --openvino)

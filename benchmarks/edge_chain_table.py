@@ -1,6 +1,7 @@
 """The edge chain's table and Pareto plot (issue 16), from the runs ``benchmarks/edge_chain.sh`` leaves in ``--out``.
 
-Stages (per seed ``S``): ``vanilla-sS`` (yolo11n, the baseline), ``kd-sS`` (distilled), ``prune-sS`` (pruned in
+Stages (per seed ``S``): ``vanilla-sS`` (yolo11n, the baseline), ``kd-sS`` (distilled), ``kdft-sS`` (the distilled
+student fine-tuned with the teacher for as many epochs as pruning adds: pruning's reference), ``prune-sS`` (pruned in
 steps with distillation fine-tuning), ``ft-sS`` (the pruned model fine-tuned FP32 with the teacher for the QAT
 epochs: the equal-epochs reference), ``qat-sS`` (PTQ of the pruned model and QAT with the teacher: its
 ``parent_ptq_int8.onnx`` and ``qat_int8.onnx``) and ``qat-plain-sS`` (QAT without teacher).
@@ -21,6 +22,7 @@ from pathlib import Path
 STAGES = [  # (key, label, run folder prefix, what: "pt" checkpoint or an ONNX file name in the QAT run)
     ("vanilla", "vanilla yolo11n, FP32 (baseline)", "vanilla", "pt"),
     ("kd", "distilled, FP32", "kd", "pt"),
+    ("kdft", "distilled + FP32 fine-tune (pruning's epochs, teacher)", "kdft", "pt"),
     ("pruned", "distilled + pruned, FP32", "prune", "pt"),
     ("ft", "pruned + FP32 fine-tune (QAT epochs, teacher)", "ft", "pt"),
     ("ptq", "pruned, INT8 PTQ", "qat", "parent_ptq_int8.onnx"),
@@ -53,6 +55,37 @@ def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
         return export_int8(parent, data, imgsz=imgsz, calib_images=128, out_dir=run, fp32_name=f"chain_parent_{imgsz}.onnx",
                            int8_name=target.name, backend="onnxruntime").int8_onnx
     return export_qat_onnx(run / "train" / "weights" / "best.pt", target, imgsz)
+
+
+def verdicts(results: list[dict]) -> list[str]:
+    """The issue's targets, read off the table's rows (``stage``, per-seed ``map50_95``, ``mean``, ``gflops``,
+    ``x_baseline``): one line each, "met" or "not met" with the numbers. Stages that were not run are skipped."""
+    by = {r["stage"]: r for r in results}
+    pts = lambda r: 100 * r["mean"]  # noqa: E731
+    spread = lambda *rs: max((100 * statistics.stdev(r["map50_95"]) if len(r["map50_95"]) > 1 else 0.0) for r in rs)  # noqa: E731
+    lines = []
+    final = next((by[k] for k in ("qat_kd", "ptq") if k in by), None)
+    if final and "vanilla" in by:
+        d, x = pts(final) - pts(by["vanilla"]), final["x_baseline"]
+        ok = x <= 0.25 and d >= 0
+        lines.append(f"final model ({final['stage']}): {x:.2f}x the baseline's latency (target <= 0.25x), mAP50-95 {d:+.1f} "
+                     f"against it (target >= 0): {'met' if ok else 'not met'}")
+    ref = by.get("kdft") or by.get("kd")
+    if ref and "pruned" in by:
+        g, d = by["pruned"]["gflops"] / ref["gflops"], pts(by["pruned"]) - pts(ref)
+        lines.append(f"pruning: {g:.2f}x the GFLOPs, mAP50-95 {d:+.1f} against the unpruned student "
+                     f"({'given the same extra epochs' if ref['stage'] == 'kdft' else 'WITHOUT the extra epochs'}; target "
+                     f">= -1.0 at <= 0.5x): {'met' if g <= 0.5 and d >= -1.0 else 'not met'}")
+    if "qat_kd" in by and "ft" in by:
+        q, loss = by["qat_kd"], pts(by["qat_kd"]) - pts(by["ft"])
+        line = f"QAT with teacher: {loss:+.1f} against its FP32 fine-tune (target >= -0.1)"
+        ok = loss >= -0.1
+        if "ptq" in by:
+            gain, noise = pts(q) - pts(by["ptq"]), spread(q, by["ptq"])
+            line += f", {gain:+.1f} against PTQ (seed spread {noise:.1f}; target: more than the spread)"
+            ok = ok and gain > noise
+        lines.append(f"{line}: {'met' if ok else 'not met'}")
+    return lines
 
 
 def main() -> None:
@@ -103,8 +136,10 @@ def main() -> None:
     head = ["stage", f"mAP50-95 ({len(a.seeds)} seed{'s' * (len(a.seeds) > 1)})", "params", "GFLOPs (640)", "size MB", "INT8 convs",
             f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"] + ([f"OpenVINO ms ({a.lat_imgsz} px)"] if ov else [])
     table = markdown_table(head, cells)
-    write_text_atomic(out / "edge_chain.md", table + "\n")
-    write_json_atomic(out / "edge_chain.json", {"imgsz": a.imgsz, "lat_imgsz": a.lat_imgsz, "seeds": a.seeds, "rows": results})
+    verdict = verdicts(results)
+    write_text_atomic(out / "edge_chain.md", table + "\n\n" + "".join(f"- {v}\n" for v in verdict))
+    write_json_atomic(out / "edge_chain.json", {"imgsz": a.imgsz, "lat_imgsz": a.lat_imgsz, "seeds": a.seeds, "rows": results,
+                                                "verdicts": verdict})
     import matplotlib
 
     matplotlib.use("Agg")
@@ -120,7 +155,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "edge_chain.png", dpi=120)
-    print(table)
+    print(table + "\n\n" + "\n".join(verdict))
     print(json.dumps({"table": str(out / "edge_chain.md"), "plot": str(out / "edge_chain.png")}))
 
 
