@@ -541,3 +541,20 @@ def test_ultralytics_openvino_peer_calibrates_on_the_asked_split(trained, tmp_pa
             ultralytics_openvino_int8(model, data, 64, tmp_path / f"{split}_openvino_model", split=split)
     assert seen == ["train", "val"]
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+def test_latency_budget_is_per_model_not_per_model_times_count(exported, trained, monkeypatch):
+    """``measure_all(latency_seconds=s)`` gives each model s seconds of timing, as the CLIs' --latency-seconds says;
+    it used to pass s x (number of models), so a 16-file table timed for 16 x 16 x s seconds."""
+    from yolo_kd.quantize import report
+
+    budgets = []
+    monkeypatch.setattr(report, "time_models",
+                        lambda calls, seconds: budgets.append((len(calls), seconds)) or [
+                            {"median": 1.0, "p90": 1.0, "min": 1.0, "runs": 3} for _ in calls])
+    _, data = trained
+    rows = report.measure_all({"fp32": exported.fp32_onnx, "int8": exported.int8_onnx}, data, IMGSZ,
+                              latency_seconds=3.0, with_map=False)
+    assert budgets == [(2, 3.0)]
+    assert [(r.name, r.latency_ms) for r in rows] == [("fp32", 1.0), ("int8", 1.0)]
+    assert rows[1].int8_convs > rows[0].int8_convs == 0
