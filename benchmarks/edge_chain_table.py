@@ -88,6 +88,40 @@ def verdicts(results: list[dict]) -> list[str]:
     return lines
 
 
+def plot(results: list[dict], path: Path, lat_imgsz: int, threads: int) -> Path:
+    """mAP50-95 (mean ± std over seeds) against latency for every stage: filled markers on onnxruntime, hollow ones
+    on OpenVINO where measured, and the Pareto front (the stages no other file beats in both) joined by a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r["latency_ms"], 100 * r["mean"], r["stage"], "ORT") for r in results]
+    points += [(r["openvino_latency_ms"], 100 * r["mean"], r["stage"], "OV") for r in results if r.get("openvino_latency_ms")]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, r in enumerate(results):
+        colour = f"C{i % 10}"
+        ax.errorbar(r["latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", capsize=3, color=colour, label=r["stage"])
+        if r.get("openvino_latency_ms"):
+            ax.errorbar(r["openvino_latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", mfc="none", capsize=3,
+                        color=colour)
+    front, best = [], float("-inf")
+    for lat, m, *_ in sorted(points):
+        if m > best:
+            front.append((lat, m))
+            best = m
+    ax.plot(*zip(*front), "k--", lw=0.8, alpha=0.6, label="Pareto front")
+    ax.set_xlabel(f"latency ms ({lat_imgsz} px, {threads} threads): filled = onnxruntime, hollow = OpenVINO")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title("edge chain: mAP vs latency, every stage")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", required=True)
@@ -98,7 +132,12 @@ def main() -> None:
     p.add_argument("--latency-seconds", type=float, default=10.0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--openvino", action="store_true", help="also time every file as an OpenVINO IR (in the same turns)")
+    p.add_argument("--plot-only", action="store_true", help="redraw edge_chain.png from --out's edge_chain.json, nothing timed")
     a = p.parse_args()
+    if a.plot_only:
+        saved = json.loads((Path(a.out) / "edge_chain.json").read_text())
+        print(plot(saved["rows"], Path(a.out) / "edge_chain.png", saved["lat_imgsz"], a.threads))
+        return
     from yolo_kd.core.checkpoints import load_checkpoint_model
     from yolo_kd.core.files import write_json_atomic, write_text_atomic
     from yolo_kd.core.tables import markdown_table
@@ -140,21 +179,7 @@ def main() -> None:
     write_text_atomic(out / "edge_chain.md", table + "\n\n" + "".join(f"- {v}\n" for v in verdict))
     write_json_atomic(out / "edge_chain.json", {"imgsz": a.imgsz, "lat_imgsz": a.lat_imgsz, "seeds": a.seeds, "rows": results,
                                                 "verdicts": verdict})
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for res in results:
-        ax.errorbar(res["latency_ms"], 100 * res["mean"], yerr=100 * res["std"], fmt="o", capsize=3)
-        ax.annotate(res["stage"], (res["latency_ms"], 100 * res["mean"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel(f"latency ms ({a.lat_imgsz} px, onnxruntime, {a.threads} threads)")
-    ax.set_ylabel("mAP50-95")
-    ax.set_title("edge chain: mAP vs latency, every stage")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "edge_chain.png", dpi=120)
+    plot(results, out / "edge_chain.png", a.lat_imgsz, a.threads)
     print(table + "\n\n" + "\n".join(verdict))
     print(json.dumps({"table": str(out / "edge_chain.md"), "plot": str(out / "edge_chain.png")}))
 
