@@ -58,11 +58,10 @@ def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
 
 
 def verdicts(results: list[dict]) -> list[str]:
-    """The issue's targets, read off the table's rows (``stage``, per-seed ``map50_95``, ``mean``, ``gflops``,
+    """The issue's targets, read off the table's rows (``stage``, ``mean`` and ``std`` over the seeds, ``gflops``,
     ``x_baseline``): one line each, "met" or "not met" with the numbers. Stages that were not run are skipped."""
     by = {r["stage"]: r for r in results}
     pts = lambda r: 100 * r["mean"]  # noqa: E731
-    spread = lambda *rs: max((100 * statistics.stdev(r["map50_95"]) if len(r["map50_95"]) > 1 else 0.0) for r in rs)  # noqa: E731
     lines = []
     final = next((by[k] for k in ("qat_kd", "ptq") if k in by), None)
     if final and "vanilla" in by:
@@ -81,7 +80,7 @@ def verdicts(results: list[dict]) -> list[str]:
         line = f"QAT with teacher: {loss:+.1f} against its FP32 fine-tune (target >= -0.1)"
         ok = loss >= -0.1
         if "ptq" in by:
-            gain, noise = pts(q) - pts(by["ptq"]), spread(q, by["ptq"])
+            gain, noise = pts(q) - pts(by["ptq"]), 100 * max(q["std"], by["ptq"]["std"])
             line += f", {gain:+.1f} against PTQ (seed spread {noise:.1f}; target: more than the spread)"
             ok = ok and gain > noise
         lines.append(f"{line}: {'met' if ok else 'not met'}")
@@ -96,8 +95,7 @@ def plot(results: list[dict], path: Path, lat_imgsz: int, threads: int) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [(r["latency_ms"], 100 * r["mean"], r["stage"], "ORT") for r in results]
-    points += [(r["openvino_latency_ms"], 100 * r["mean"], r["stage"], "OV") for r in results if r.get("openvino_latency_ms")]
+    points = [(lat, 100 * r["mean"]) for r in results for lat in (r["latency_ms"], r.get("openvino_latency_ms")) if lat]
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, r in enumerate(results):
         colour = f"C{i % 10}"
@@ -106,7 +104,7 @@ def plot(results: list[dict], path: Path, lat_imgsz: int, threads: int) -> Path:
             ax.errorbar(r["openvino_latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", mfc="none", capsize=3,
                         color=colour)
     front, best = [], float("-inf")
-    for lat, m, *_ in sorted(points):
+    for lat, m in sorted(points):
         if m > best:
             front.append((lat, m))
             best = m
