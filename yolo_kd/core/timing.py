@@ -65,23 +65,29 @@ def onnx_session(path: str | Path, threads: int | None = None, providers: Sequen
     return ort.InferenceSession(str(path), so, providers=list(providers or ["CPUExecutionProvider"]))
 
 
-def time_onnx_models(paths: Sequence[str | Path], imgsz: int, threads: int = 2, seconds: float = 10.0, rounds: int = 5,
-                     warmup: int = 5) -> list[dict[str, float]]:
-    """Batch-1 CPU latency (ms) of several ONNX models in onnxruntime, interleaved so they share the same conditions.
+def time_in_turns(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int = 5,
+                  warmup: int = 5) -> list[dict[str, float]]:
+    """Latency (ms) of several calls taking turns, so a busy neighbour on a shared CPU slows all of them alike.
 
-    After ``warmup`` runs each, the models take turns in ``rounds`` slices of ``seconds / rounds`` (each slice a
-    :func:`time_callable`), so a busy neighbour on a shared CPU slows all of them alike. Returns per model the
-    median of its slices' medians and p90s, its fastest run (``min``) and the number of ``runs``.
+    After ``warmup`` calls each, the calls take turns in ``rounds`` slices of ``seconds / rounds`` (each slice a
+    :func:`time_callable`). Returns per call the median of its slices' medians and p90s, its fastest run (``min``)
+    and the number of ``runs``.
     """
-    sessions = [onnx_session(p, threads) for p in paths]
-    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
-    calls = [(lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for s in sessions]
     for call in calls:
         for _ in range(warmup):
             call()
-    stats: list[list[dict]] = [[] for _ in paths]
+    stats: list[list[dict]] = [[] for _ in calls]
     for _ in range(rounds):
         for i, call in enumerate(calls):
             stats[i].append(time_callable(call, warmup=1, min_runs=3, min_seconds=seconds / rounds))
     return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
              "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
+
+
+def time_onnx_models(paths: Sequence[str | Path], imgsz: int, threads: int = 2, seconds: float = 10.0, rounds: int = 5,
+                     warmup: int = 5) -> list[dict[str, float]]:
+    """Batch-1 CPU latency (ms) of several ONNX models in onnxruntime, timed in turns (:func:`time_in_turns`)."""
+    sessions = [onnx_session(p, threads) for p in paths]
+    x = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    calls = [(lambda s=s: s.run(None, {s.get_inputs()[0].name: x})) for s in sessions]
+    return time_in_turns(calls, seconds, rounds, warmup)

@@ -22,7 +22,7 @@ import numpy as np
 from ..core import tables
 from ..core.checkpoints import export_copy
 from ..core.errors import KDError
-from ..core.timing import onnx_session, time_callable, time_onnx_models
+from ..core.timing import onnx_session, time_in_turns, time_onnx_models
 from .onnx_graph import kernel_share
 
 onnx_latency = time_onnx_models  # 0.1 name of the shared ONNX timer
@@ -172,22 +172,10 @@ def _runner(entry: Entry, imgsz: int, threads: int) -> Callable[[], object]:
 
 def time_models(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int | None = None,
                 warmup: int = 5) -> list[dict[str, float]]:
-    """Latency (ms) of several inference calls taking turns: after ``warmup`` calls each, ``rounds`` slices of
-    ``seconds / rounds`` per model, round-robin, so a busy neighbour on a shared CPU slows all of them alike.
+    """Latency (ms) of several inference calls of any backend, timed in turns (:func:`yolo_kd.core.timing.time_in_turns`).
     ``rounds`` defaults to one slice per 2 s (at least 5): on a machine whose load changes within minutes, long
-    slices let one model meet a quiet minute and the next a busy one.
-    Per model: the median of its slices' medians and p90s, its fastest run and the number of runs
-    (the same statistic as :func:`yolo_kd.core.timing.time_onnx_models`, for any backend)."""
-    for call in calls:
-        for _ in range(warmup):
-            call()
-    rounds = rounds or max(5, round(seconds / 2))
-    stats: list[list[dict]] = [[] for _ in calls]
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            stats[i].append(time_callable(call, warmup=1, min_runs=3, min_seconds=seconds / rounds))
-    return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
-             "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
+    slices let one model meet a quiet minute and the next a busy one."""
+    return time_in_turns(calls, seconds, rounds or max(5, round(seconds / 2)), warmup)
 
 
 def measure_all(models: dict[str, str | Path | Entry], data: str | Path, imgsz: int, threads: int = 2,
