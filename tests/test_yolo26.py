@@ -97,6 +97,37 @@ def test_yolo26_pair_distils_both_branches_and_one2one_weight_turns_it_off():
     assert not kd.distil_one2one and items["kd_box"] > 0 and grad == 0
 
 
+def test_end_to_end_terms_split_over_the_branches_as_the_detection_loss_does():
+    """kd_cls / kd_box of a YOLO26 pair = g_m * (one2many value) + g_o * (one2one value), with (g_m, g_o) the
+    student's E2ELoss shares: 0.8 / 0.2 at the start, 0.1 / 0.9 after its last epoch's update."""
+    from yolo_kd.distill.model import branch_gains
+
+    student = _model()
+    with torch.no_grad():  # a fresh head's one2one convs are a copy of its one2many convs: make the branches differ
+        for p in [*student.model[-1].one2one_cv2.parameters(), *student.model[-1].one2one_cv3.parameters()]:
+            p.mul_(1.5)
+    kd = KDModel(student, _model("yolo26s.yaml", seed=1), load_kd_config(feat=0)).train()
+    batch = _batch()
+
+    def items_at(gains):
+        crit = student.criterion
+        crit.o2m, crit.o2o = gains
+        _, items = kd.loss(batch)
+        return torch.stack([items["kd_cls"], items["kd_box"]])
+
+    kd.loss(batch)  # builds the criterion
+    assert branch_gains(student) == pytest.approx((0.8, 0.2))
+    m, o = items_at((1.0, 0.0)), items_at((0.0, 1.0))
+    assert (m > 0).all() and (o > 0).all() and not torch.allclose(m, o)
+    assert torch.allclose(items_at((0.8, 0.2)), 0.8 * m + 0.2 * o, rtol=1e-4)
+    crit = student.criterion
+    crit.updates, crit.o2m = 0, crit.o2m_copy
+    for _ in range(int(crit.one2one.hyp.epochs)):
+        crit.update()  # what the trainer calls once per epoch
+    assert branch_gains(student) == pytest.approx((0.1, 0.9))
+    assert branch_gains(_model("yolo11n.yaml")) == (1.0, 1.0)  # one-branch heads: no split
+
+
 def test_identical_yolo26_student_and_teacher_give_zero_terms_on_both_branches():
     student, teacher = _model(seed=3), _model(seed=3)
     kd = KDModel(student, teacher, load_kd_config(feat=0, one2one=2.0))

@@ -36,6 +36,14 @@ def student_one2one(output) -> dict[str, torch.Tensor] | None:
     return preds.get("one2one") if "one2many" in preds else None
 
 
+def branch_gains(model: nn.Module) -> tuple[float, float]:
+    """(one-to-many, one-to-one) shares of an end-to-end model's detection loss at this point of training, read from
+    its criterion (Ultralytics' ``E2ELoss`` moves them from 0.8 / 0.2 to 0.1 / 0.9 over the run); (1, 1) otherwise."""
+    crit = getattr(model, "criterion", None)
+    o2m, o2o = getattr(crit, "o2m", None), getattr(crit, "o2o", None)
+    return (float(o2m), float(o2o)) if o2m is not None and o2o is not None else (1.0, 1.0)
+
+
 def _has_one2one(head: nn.Module) -> bool:
     return getattr(head, "one2one_cv2", None) is not None
 
@@ -190,7 +198,7 @@ class KDModel(nn.Module):
         weight = anchor_weight(t_out["scores"], s_out["scores"], self.kd_config.weighting)
         inputs = TermInputs(
             s_out, t_out, weight, self.kd_config, self.reg_max, self.adapters, self.generators,
-            teacher_reg_max=self.teacher_reg_max, one2one=one2one,
+            teacher_reg_max=self.teacher_reg_max, one2one=one2one, branch_gains=branch_gains(self.student_model),
         )
         by_name = {t.name: t for t in TERMS}
         terms = [term_loss(by_name[n], inputs) * (self.kd_config.weight(by_name[n]) * scale) for n in self.terms]

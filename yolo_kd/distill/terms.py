@@ -42,6 +42,8 @@ class TermInputs:
     regresses side distances directly, as YOLO26's; teacher_reg_max 0 = same as reg_max).
     adapters / generators: the student-side modules of feature terms (None when not needed).
     one2one: the same inputs for the one-to-one branches of two end-to-end heads (YOLO26), else None.
+    branch_gains: (one-to-many, one-to-one) shares of the per-branch terms when ``one2one`` is set: the student's
+        detection loss's own shares (Ultralytics' ``E2ELoss``: 0.8 / 0.2 at the start, 0.1 / 0.9 at the end).
     """
 
     student: dict[str, Any]
@@ -53,6 +55,7 @@ class TermInputs:
     generators: nn.ModuleList | None = None
     teacher_reg_max: int = 0
     one2one: "TermInputs | None" = None
+    branch_gains: tuple[float, float] = (1.0, 1.0)
 
 
 def class_loss_kind(config: "KDConfig", nc: int) -> str:
@@ -131,11 +134,14 @@ CHOICES = {"cls_loss": tuple(CLASS_KL), "box_loss": DISTANCE_LOSSES, "feat_loss"
 
 
 def term_loss(term: Term, x: TermInputs) -> torch.Tensor:
-    """Unweighted value of ``term``: on the one-to-many outputs, plus ``one2one`` x its value on the one-to-one
-    branches when both heads are end-to-end and the term is per-branch (class, box)."""
+    """Unweighted value of ``term`` on the one-to-many outputs; when both heads are end-to-end and the term is
+    per-branch (class, box), split over the two branches as the detection loss splits itself:
+    ``g_m * value(one2many) + one2one * g_o * value(one2one)`` with ``(g_m, g_o) = x.branch_gains`` (sum 1), so
+    ``one2one=1`` distils an end-to-end pair with the weight a one-branch (YOLO11) pair gets."""
     value = term.loss(x)
     if term.per_branch and x.one2one is not None and x.config.one2one > 0:
-        value = value + x.config.one2one * term.loss(x.one2one)
+        g_m, g_o = x.branch_gains
+        value = g_m * value + x.config.one2one * g_o * term.loss(x.one2one)
     return value
 
 
