@@ -114,6 +114,16 @@ def test_importance_choice_and_round_to_4():
     assert all(c.out_channels % 4 == 0 for c in by_bn.model[:9].modules() if isinstance(c, nn.Conv2d))
 
 
+def test_mosaic_closes_only_at_the_end_of_the_whole_pruning_schedule():
+    from yolo_kd.prune.loop import step_close_mosaic
+
+    # 3 steps of 10 epochs with close_mosaic=10: mosaic in the 20 epochs of steps 1-2, closed in step 3 (one
+    # Ultralytics run's schedule); each step closing its own last 10 epochs would never train with mosaic
+    assert [step_close_mosaic(k, 3, 10) for k in (1, 2, 3)] == [0, 0, 10]
+    assert [step_close_mosaic(k, 2, 0) for k in (1, 2)] == [0, 0]  # close_mosaic=0: mosaic throughout
+    assert step_close_mosaic(1, 1, 5) == 5
+
+
 def test_prune_loop_finetunes_saves_reloads_and_exports(model_pt, data, tmp_path):
     import onnxruntime as ort
     from ultralytics import YOLO
@@ -129,6 +139,7 @@ def test_prune_loop_finetunes_saves_reloads_and_exports(model_pt, data, tmp_path
     assert step.gflops <= 0.6 * base.gflops + 1e-9 and step.params < base.params
     assert Path(step.weights).name == "best.pt" and "step1" in step.weights  # the fine-tuning run's best
     kd = (tmp_path / "p" / "step1" / "kd.yaml").read_text()
+    assert "close_mosaic: 10" in (tmp_path / "p" / "step1" / "args.yaml").read_text()  # the last step closes mosaic
     assert str(Path(model_pt).resolve()) in kd  # no teacher given: distilled from the unpruned model
     rep = json.loads(r.json.read_text())
     assert len(rep["results"]) == 2 and [row["map_finetuned"] for row in rep["results"]] == [s.map_finetuned for s in r.steps]

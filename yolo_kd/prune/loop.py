@@ -22,6 +22,17 @@ from .report import StepResult, markdown_table, measure_latencies, plot_map_vs_g
 #: pruned model is already trained and a warm-up's high bias learning rate undoes what pruning kept
 FINETUNE_DEFAULTS = {"warmup_epochs": 0}
 
+
+def step_close_mosaic(step: int, steps: int, close_mosaic: int) -> int:
+    """``close_mosaic`` for the fine-tuning run after pruning step ``step`` of ``steps``.
+
+    The fine-tunes of all steps together are one training schedule split by the pruning steps, so mosaic closes only
+    in the last ``close_mosaic`` epochs of the *last* step, as in one Ultralytics run. Each step is its own
+    Ultralytics run, which closes mosaic in its own last ``close_mosaic`` epochs: a step shorter than that (the usual
+    10 epochs against Ultralytics' ``close_mosaic=10``) would fine-tune every step without mosaic.
+    """
+    return close_mosaic if step == steps else 0
+
 __all__ = ["StepResult", "PruneResult", "prune_iteratively", "markdown_table", "plot_map_vs_gflops"]
 
 
@@ -130,6 +141,9 @@ def prune_iteratively(
     teacher = None if not distill else str(teacher) if teacher else str(Path(model_path).resolve())
     train_args = dict(ckpt.get("train_args") or {})
     sizes = [imgsz] if latency_imgsz is None else list(latency_imgsz)
+    from ultralytics.cfg import DEFAULT_CFG
+
+    close_mosaic = int(train_overrides.pop("close_mosaic", DEFAULT_CFG.close_mosaic) or 0)
     ft_args = {"epochs": epochs_per_step, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
                "project": str(save_dir), "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
 
@@ -146,7 +160,7 @@ def prune_iteratively(
         best_path = pruned_path
         epochs = final_epochs if k == steps and final_epochs is not None else epochs_per_step
         if epochs > 0:
-            run = {**ft_args, "epochs": epochs, "name": f"step{k}"}
+            run = {**ft_args, "epochs": epochs, "name": f"step{k}", "close_mosaic": step_close_mosaic(k, steps, close_mosaic)}
             trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
             if Path(trainer.best).is_file():
                 best_path = Path(trainer.best)
@@ -165,7 +179,7 @@ def prune_iteratively(
     total_epochs = (steps - 1) * epochs_per_step + (epochs_per_step if final_epochs is None else final_epochs)
     if control and total_epochs > 0:
         trainer = train(str(model_path), teacher=teacher, data=data, kd_cfg=kd_cfg,
-                        **{**ft_args, "epochs": total_epochs, "name": "control"})
+                        **{**ft_args, "epochs": total_epochs, "name": "control", "close_mosaic": close_mosaic})
         ctrl_model, _ = load_checkpoint_model(trainer.best, "control model")
         ctrl = StepResult(-1, 1.0, count_params(ctrl_model), model_gflops(ctrl_model, flops_imgsz), None,
                           _val_map(trainer.best, data, imgsz, batch, device, save_dir / "control"), str(trainer.best))
@@ -180,7 +194,7 @@ def prune_iteratively(
     write_json_atomic(json_path, {
         "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data,
         "target_flops": target_flops, "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs,
-        "importance": importance, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
+        "close_mosaic": close_mosaic, "importance": importance, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
         "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
         "control": asdict(ctrl) if ctrl else None,
     })
