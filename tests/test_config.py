@@ -3,7 +3,7 @@
 import pytest
 
 from yolo_kd.distill.config import load_kd_config
-from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs
+from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs, long_schedule_hint
 from yolo_kd.core.errors import KDError
 
 
@@ -131,3 +131,11 @@ def test_docs_term_table_is_the_registry():
     keys = load_kd_config().to_dict()
     assert all(t.weight_key in keys for t in TERMS)  # every term has its weight in cfg/kd_default.yaml
     assert set(ablations()) == {f"kd-{t.weight_key}" for t in TERMS}
+
+
+def test_long_runs_distilled_throughout_get_the_until_hint_and_short_or_cut_runs_do_not():
+    hint = long_schedule_hint(100, until=1.0)
+    assert "kd_until=0.5" in hint and "100-epoch" in hint and "\n" not in hint
+    assert long_schedule_hint(60, until=1.0) is not None
+    assert long_schedule_hint(59, until=1.0) is None  # short runs: full distillation measured best (15 epochs)
+    assert long_schedule_hint(100, until=0.5) is None and long_schedule_hint(100, until=1.0, every=4) is None
