@@ -198,7 +198,8 @@ class KDModel(nn.Module):
         weight = anchor_weight(t_out["scores"], s_out["scores"], self.kd_config.weighting)
         inputs = TermInputs(
             s_out, t_out, weight, self.kd_config, self.reg_max, self.adapters, self.generators,
-            teacher_reg_max=self.teacher_reg_max, one2one=one2one, branch_gains=branch_gains(self.student_model),
+            teacher_reg_max=self.teacher_reg_max, one2one=one2one,
+            branch_gains=branch_gains(self.student_model) if one2one is not None else (1.0, 1.0),
         )
         by_name = {t.name: t for t in TERMS}
         terms = [term_loss(by_name[n], inputs) * (self.kd_config.weight(by_name[n]) * scale) for n in self.terms]

@@ -22,6 +22,8 @@ from .report import StepResult, markdown_table, measure_latencies, plot_map_vs_g
 #: pruned model is already trained and a warm-up's high bias learning rate undoes what pruning kept
 FINETUNE_DEFAULTS = {"warmup_epochs": 0}
 
+__all__ = ["StepResult", "PruneResult", "prune_iteratively", "markdown_table", "plot_map_vs_gflops"]
+
 
 def step_close_mosaic(step: int, steps: int, close_mosaic: int) -> int:
     """``close_mosaic`` for the fine-tuning run after pruning step ``step`` of ``steps``.
@@ -29,11 +31,10 @@ def step_close_mosaic(step: int, steps: int, close_mosaic: int) -> int:
     The fine-tunes of all steps together are one training schedule split by the pruning steps, so mosaic closes only
     in the last ``close_mosaic`` epochs of the *last* step, as in one Ultralytics run. Each step is its own
     Ultralytics run, which closes mosaic in its own last ``close_mosaic`` epochs: a step shorter than that (the usual
-    10 epochs against Ultralytics' ``close_mosaic=10``) would fine-tune every step without mosaic.
+    10 epochs against Ultralytics' ``close_mosaic=10``) would fine-tune every step without mosaic. A run that
+    ``max_map_drop`` stops early ends on a step that kept mosaic on throughout.
     """
     return close_mosaic if step == steps else 0
-
-__all__ = ["StepResult", "PruneResult", "prune_iteratively", "markdown_table", "plot_map_vs_gflops"]
 
 
 @dataclass
@@ -121,6 +122,8 @@ def prune_iteratively(
     Returns:
         :class:`PruneResult`; ``best`` loads in stock ``ultralytics.YOLO``.
     """
+    from ultralytics.cfg import DEFAULT_CFG
+
     from ..api import train
     from ..data.datasets import resolve_data
 
@@ -141,8 +144,6 @@ def prune_iteratively(
     teacher = None if not distill else str(teacher) if teacher else str(Path(model_path).resolve())
     train_args = dict(ckpt.get("train_args") or {})
     sizes = [imgsz] if latency_imgsz is None else list(latency_imgsz)
-    from ultralytics.cfg import DEFAULT_CFG
-
     close_mosaic = int(train_overrides.pop("close_mosaic", DEFAULT_CFG.close_mosaic) or 0)
     ft_args = {"epochs": epochs_per_step, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
                "project": str(save_dir), "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
