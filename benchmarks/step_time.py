@@ -63,6 +63,8 @@ def main() -> None:
         "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),  # defaults (teacher_precision auto)
         "yolo_kd fp32 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="fp32")).train(),
         "yolo_kd no feat": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat=0)).train(),
+        "yolo_kd share 0.5": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.5)).train(),
+        "yolo_kd share 0.25": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.25)).train(),
         "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
     }
     print({k: str(m.teacher.dtype) for k, m in models.items() if isinstance(m, KDModel)})

@@ -139,3 +139,32 @@ def test_non_finite_teacher_never_reaches_the_loss(pair):
     assert torch.isfinite(loss).all()
     loss.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in student.parameters() if p.grad is not None)
+
+
+def test_share_distils_the_first_images_only_with_each_term_a_mean_over_them(pair):
+    """share=0.5 of 4 images: the teacher runs on images 0-1 only, and every term equals the term of a full
+    distillation of a batch holding just those two images (a per-image mean: its size does not depend on the share)."""
+    from yolo_kd.distill.model import distilled_count
+
+    student, teacher = pair
+    half = KDModel(student, teacher, load_kd_config(share=0.5)).train()
+    seen = []
+    hook = half.teacher_network.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    batch = _batch(4)
+    _, items = half(batch)
+    hook.remove()
+    assert seen == [2]
+    full = KDModel(copy.deepcopy(student), copy.deepcopy(teacher), load_kd_config()).train()
+    full.adapters.load_state_dict(half.adapters.state_dict())
+    with torch.no_grad():
+        for m in (half, full):  # both see the same student outputs: BN in training mode would mix the four images
+            m.student_model.eval()
+            m.training = True
+        _, part = half.loss(batch)
+        _, ref = full.loss({**batch, "img": batch["img"][:2]})
+    for term in ("kd_cls", "kd_box", "kd_feat"):
+        assert part[term] > 0
+        torch.testing.assert_close(part[term], ref[term], rtol=1e-4, atol=1e-6)
+    assert [distilled_count(16, s) for s in (1.0, 0.5, 0.25, 0.3, 0.01)] == [16, 8, 4, 5, 1]
+    with pytest.raises(KDError, match="'share'"):
+        load_kd_config(share=0)

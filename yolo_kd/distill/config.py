@@ -42,6 +42,7 @@ class KDConfig:
     off_close_mosaic: bool
     until: float
     every: float
+    share: float
     teacher_precision: str
     self_refresh: float
     weights: Mapping[str, float] = field(default_factory=dict)
@@ -150,6 +151,8 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
         raise KDError(f"'until' (share of the epochs distilled) must be in (0, 1], got {c.until}")
     if c.every < 1 or c.every != int(c.every):
         raise KDError(f"'every' (distil on every n-th batch) must be a whole number >= 1, got {c.every}")
+    if not 0 < c.share <= 1:
+        raise KDError(f"'share' (share of each batch's images distilled) must be in (0, 1], got {c.share}: e.g. 0.5")
     if c.self_refresh < 1 or c.self_refresh != int(c.self_refresh):
         raise KDError(f"'self_refresh' (epochs between self-teacher snapshots) must be a whole number >= 1, got {c.self_refresh}")
     return c

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -34,6 +36,27 @@ def student_one2one(output) -> dict[str, torch.Tensor] | None:
     """The one-to-one (NMS-free) branch's training outputs of an end-to-end head (YOLO26), else None."""
     preds = output[1] if isinstance(output, (tuple, list)) else output
     return preds.get("one2one") if "one2many" in preds else None
+
+
+def distilled_count(batch_size: int, share: float) -> int:
+    """How many of a batch's images are distilled at ``share`` (at least one): the first ``ceil(share * B)``.
+
+    Ultralytics' training loader shuffles, so the first images of a batch are a random subset of the data set.
+    """
+    return min(batch_size, max(1, math.ceil(batch_size * share - 1e-9)))
+
+
+def first_images(outputs: dict, n: int) -> dict:
+    """``outputs`` of a head (tensors with the batch first, lists of them, nested branch dicts) cut to the first ``n``
+    images; other values are kept as they are."""
+    def cut(v):
+        if isinstance(v, torch.Tensor):
+            return v[:n]
+        if isinstance(v, (list, tuple)):
+            return type(v)(cut(x) for x in v)
+        return first_images(v, n) if isinstance(v, dict) else v
+
+    return {k: cut(v) for k, v in outputs.items()}
 
 
 def branch_gains(model: nn.Module) -> tuple[float, float]:
@@ -169,7 +192,9 @@ class KDModel(nn.Module):
     def loss(self, batch: dict, preds=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Detection loss of the student plus the weighted distillation terms.
 
-        ``batch[SCALE_KEY]`` (default 1) is the schedule multiplier; at 0 the teacher is not run at all.
+        ``batch[SCALE_KEY]`` (default 1) is the schedule multiplier; at 0 the teacher is not run at all. With
+        ``share`` < 1 the teacher runs on the batch's first images only and the terms are their means over those
+        images (the same weight on fewer images: a term's size does not depend on the share).
         Returns ``(loss vector (3 + n_terms,), items)``; like Ultralytics' criterion the vector is scaled by
         batch size and ``items`` holds detached per-image values, one per enabled term. A non-finite term (fp16
         overflow, degenerate batch) is cut out of the graph, so neither its value nor its NaN gradient reaches the
@@ -187,14 +212,15 @@ class KDModel(nn.Module):
             zeros = det_loss.new_zeros(len(self.terms))
             items.update({t: z for t, z in zip(self.terms, zeros)})
             return torch.cat([det_loss, zeros]), items
-        t_out = teacher(img)
+        n = distilled_count(img.shape[0], self.kd_config.share)  # the teacher sees (and the terms use) these images
+        t_out = teacher(img[:n])
         one2one = None
         if self.distil_one2one:
             t_o2o = t_out["one2one"]
-            s_o2o = student_one2one(preds)
+            s_o2o = first_images(student_one2one(preds), n)
             weight = anchor_weight(t_o2o["scores"], s_o2o["scores"], self.kd_config.weighting)
             one2one = TermInputs(s_o2o, t_o2o, weight, self.kd_config, self.reg_max, teacher_reg_max=self.teacher_reg_max)
-        s_out = student_outputs(preds)
+        s_out = first_images(student_outputs(preds), n)
         weight = anchor_weight(t_out["scores"], s_out["scores"], self.kd_config.weighting)
         inputs = TermInputs(
             s_out, t_out, weight, self.kd_config, self.reg_max, self.adapters, self.generators,
