@@ -118,3 +118,18 @@ def test_capacity_gap_warning_quotes_the_measured_sizes():
     assert f"{rf:.1f}x its FLOPs" in note and "--assistant" in note and "docs/self_distillation.md" in note
     assert gap_warning(n, m, imgsz=64) is None  # 7.7x: below the threshold
     assert "is larger than the teacher" in gap_warning(m, n, imgsz=64)
+
+
+def test_cost_note_names_what_the_teacher_adds_to_each_training_step():
+    """A training step is ~3 student forwards; the teacher adds one of its own: s -> n about +110 %, n -> n +33 %."""
+    from yolo_kd.distill.capacity import PairSize, cost_note, pair_size, step_arithmetic
+
+    assert step_arithmetic(6.5, 21.5) == pytest.approx(1 + 21.5 / 19.5) and step_arithmetic(6.5, 6.5) == pytest.approx(4 / 3)
+    n, s = (DetectionModel(f"yolo11{k}.yaml", nc=4, verbose=False) for k in "ns")
+    size = pair_size(n, s, imgsz=64)
+    share = 100 * size.teacher_gflops / (3 * size.student_gflops)
+    assert 90 < share < 130  # yolo11s has ~3.3x yolo11n's FLOPs
+    note = cost_note(size)
+    assert f"adds {share:.0f}% to the arithmetic" in note and f"{size.teacher_gflops:.1f} vs {size.student_gflops:.1f} GFLOPs at 64" in note
+    assert "adds 33%" in cost_note(pair_size(n, n, imgsz=64))
+    assert cost_note(PairSize(1, 1, 0.0, 1.0, 64)) is None  # FLOPs not countable: no note

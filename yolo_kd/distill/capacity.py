@@ -1,4 +1,4 @@
-"""The teacher-student capacity gap: sizes of the pair and the one-line warnings ``train_kd`` gives about it.
+"""The teacher-student pair's sizes and the one-line notes ``train_kd`` gives about them: the capacity gap, the cost.
 
 A student far smaller than its teacher often learns less from it than from a mid-sized one (Mirzadeh et al., "Improved
 Knowledge Distillation via Teacher Assistant", AAAI 2020). :func:`gap_warning` names the measured sizes of the pair
@@ -7,6 +7,8 @@ chain (``--assistant``, docs/self_distillation.md).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from torch import nn
 
@@ -26,15 +28,52 @@ def model_gflops(model: nn.Module, imgsz: int) -> float:
     return float(get_flops(model, imgsz))
 
 
-def gap_warning(student: nn.Module, teacher: nn.Module, imgsz: int = 640) -> str | None:
+@dataclass(frozen=True)
+class PairSize:
+    """Parameters and GFLOPs (at ``imgsz``; 0.0 when they cannot be counted) of a student and its teacher."""
+
+    student_params: int
+    teacher_params: int
+    student_gflops: float
+    teacher_gflops: float
+    imgsz: int
+
+
+def pair_size(student: nn.Module, teacher: nn.Module, imgsz: int = 640) -> PairSize:
+    """Count both models once (a BN-folded teacher counts a few thousand parameters fewer)."""
+    return PairSize(num_params(student), num_params(teacher), model_gflops(student, imgsz), model_gflops(teacher, imgsz), imgsz)
+
+
+def step_arithmetic(student_gflops: float, teacher_gflops: float) -> float:
+    """Arithmetic of a distilled training step over a plain one, per image: a training step is about three forward
+    passes of the student (forward and backward), and the teacher adds one forward pass of its own.
+
+    Measured against it on this project's CPU (docs/bench/pays.md; bfloat16 teacher, data loading and validation
+    counted): yolo11s -> yolo11n 2.1 here, 1.33x per epoch; yolo11n -> yolo11n 1.33 here, 1.18x per epoch.
+    """
+    return 1.0 + teacher_gflops / (3.0 * student_gflops)
+
+
+def cost_note(size: PairSize) -> str | None:
+    """One line naming what the teacher adds to every training step, or None when FLOPs could not be counted."""
+    if size.student_gflops <= 0 or size.teacher_gflops <= 0:
+        return None
+    r = step_arithmetic(size.student_gflops, size.teacher_gflops)
+    return (f"yolo_kd: the teacher adds {100 * (r - 1):.0f}% to the arithmetic of each training step ({size.teacher_gflops:.1f} "
+            f"vs {size.student_gflops:.1f} GFLOPs at {size.imgsz}); at equal compute distillation pays only when it is worth "
+            "that many more epochs, and a smaller teacher of similar accuracy costs less (docs/bench/pays.md)")
+
+
+def gap_warning(student: nn.Module, teacher: nn.Module, imgsz: int = 640, size: PairSize | None = None) -> str | None:
     """One line when the teacher is far larger than the student (or smaller than it), else None.
 
     Args:
         student, teacher: the two DetectionModels (a BN-folded teacher counts a few thousand parameters fewer).
         imgsz: image size of the FLOPs count.
+        size: the pair's counts when already made (:func:`pair_size`).
     """
-    ps, pt = num_params(student), num_params(teacher)
-    fs, ft = model_gflops(student, imgsz), model_gflops(teacher, imgsz)
+    size = size or pair_size(student, teacher, imgsz)
+    ps, pt, fs, ft = size.student_params, size.teacher_params, size.student_gflops, size.teacher_gflops
     if ps > pt:
         return f"yolo_kd: the student ({ps:,} params) is larger than the teacher ({pt:,})"
     rp = pt / max(ps, 1)

@@ -25,7 +25,7 @@ from ..core.files import write_text_atomic
 from .config import KDConfig, load_kd_config
 from .model import KD_TERMS, SCALE_KEY, KDModel
 from .schedule import distill_multiplier
-from .capacity import gap_warning
+from .capacity import cost_note, gap_warning, pair_size
 from .checkpointing import KDCheckpointing, kd_state_of, saved_kd_state
 from .self_teacher import SELF, is_self, refresh_due, self_multiplier, snapshot_teacher
 from .settings import KDSettings, find_settings, pop_kd_overrides
@@ -134,9 +134,14 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
         if self.args.compile:
             LOGGER.warning("yolo_kd: 'compile' is not supported with distillation and is disabled")
             self.args.compile = False
-        note = None if self.teacher.is_self or RANK not in {-1, 0} else gap_warning(self.model, self.teacher.model, self.args.imgsz)
-        if note:  # a student larger than its teacher, or a capacity gap large enough to suggest a teacher assistant
-            LOGGER.warning(note)
+        if not self.teacher.is_self and RANK in {-1, 0}:
+            size = pair_size(self.model, self.teacher.model, self.args.imgsz)
+            note = gap_warning(self.model, self.teacher.model, size=size)
+            if note:  # a student larger than its teacher, or a capacity gap large enough to suggest a teacher assistant
+                LOGGER.warning(note)
+            cost = cost_note(size)
+            if cost:
+                LOGGER.info(cost)
         self.model = KDModel(self.model, self.teacher, self.kd_config)  # moves the teacher and sets its precision
         for name in ("adapters", "generators"):
             state = getattr(self, "_resume_kd", {}).get(name)
