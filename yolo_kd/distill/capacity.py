@@ -48,8 +48,8 @@ def step_arithmetic(student_gflops: float, teacher_gflops: float) -> float:
     """Arithmetic of a distilled training step over a plain one, per image: a training step is about three forward
     passes of the student (forward and backward), and the teacher adds one forward pass of its own.
 
-    Measured against it on this project's CPU (docs/bench/pays.md; bfloat16 teacher, data loading and validation
-    counted): yolo11s -> yolo11n 2.1 here, 1.33x per epoch; yolo11n -> yolo11n 1.33 here, 1.18x per epoch.
+    On this project's CPU (docs/bench/pays.md; bfloat16 teacher, data loading and validation counted) yolo11s -> yolo11n
+    counts 2.1 and measured 1.33-1.37x per epoch; yolo11n -> yolo11n counts 1.33 and measured 1.16x per epoch.
     """
     return 1.0 + teacher_gflops / (3.0 * student_gflops)
 
