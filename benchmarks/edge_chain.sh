@@ -20,6 +20,7 @@ EPOCHS=${EPOCHS:-60}                # vanilla and distilled students
 TARGET_FLOPS=${TARGET_FLOPS:-0.5}
 STEPS=${STEPS:-3}                   # 1 -> 0.83 -> 0.67 -> 0.5 of the GFLOPs: 17-25 % of the current model per step
 EPOCHS_PER_STEP=${EPOCHS_PER_STEP:-10}
+ALLOCATION=${ALLOCATION:-uniform}   # how each step's cut is shared among layers: uniform, global or flops
 QAT_EPOCHS=${QAT_EPOCHS:-10}        # also the FP32 fine-tune's epochs (equal extra epochs)
 SEEDS=${SEEDS:-"0 1 2"}
 LAT_IMGSZ=${LAT_IMGSZ:-640}
@@ -48,7 +49,7 @@ for S in $SEEDS; do
     --data "$D" --epochs $((STEPS * EPOCHS_PER_STEP)) --project "$OUT" --name "kdft-s$S" seed="$S" warmup_epochs=0 "${COMMON[@]}"
   # 3. pruned in steps, each fine-tuned with distillation from the teacher
   [ -f "$OUT/prune-s$S/weights/best.pt" ] || python tools/prune.py --model "$OUT/kd-s$S/weights/best.pt" --teacher "$T" \
-    --data "$D" --target-flops "$TARGET_FLOPS" --steps "$STEPS" --epochs-per-step "$EPOCHS_PER_STEP" --imgsz "$IMGSZ" \
+    --data "$D" --target-flops "$TARGET_FLOPS" --steps "$STEPS" --epochs-per-step "$EPOCHS_PER_STEP" --allocation "$ALLOCATION" --imgsz "$IMGSZ" \
     --batch "$BATCH" --device cpu --project "$OUT" --name "prune-s$S" --exist-ok --latency-imgsz --no-plot seed="$S" workers=0 $EXTRA
   P="$OUT/prune-s$S/weights/best.pt"
   # 4. equal extra epochs, FP32: the pruned model fine-tuned with the teacher for the QAT epochs

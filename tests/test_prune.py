@@ -114,6 +114,25 @@ def test_importance_choice_and_round_to_4():
     assert all(c.out_channels % 4 == 0 for c in by_bn.model[:9].modules() if isinstance(c, nn.Conv2d))
 
 
+def test_allocations_meet_the_target_and_flops_spends_the_cut_where_the_macs_are():
+    m = _yolo11n()
+    g0, p0 = model_gflops(m, 128), count_params(m)
+    out = {a: prune_model(m, target_flops=0.6, imgsz=128, allocation=a) for a in ("uniform", "global", "flops")}
+    for a, pruned in out.items():
+        assert 0.55 <= model_gflops(pruned, 128) / g0 <= 0.6, a  # every allocation lands at, and near, the target
+        with torch.no_grad():
+            assert pruned(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape == (1, 8, 84)
+    params = {a: count_params(pruned) for a, pruned in out.items()}
+    # per MAC, a channel of the 1/32-scale layers (many weights, few pixels) is worth keeping: the flops allocation
+    # reaches the same GFLOPs keeping far more parameters, cutting the high-resolution stem harder instead
+    assert params["flops"] > params["uniform"] + 0.1 * p0, params
+    stem = {a: pruned.model[1].conv.out_channels for a, pruned in out.items()}  # 32 channels at 1/4 scale
+    deep = {a: pruned.model[7].conv.out_channels for a, pruned in out.items()}  # 256 channels at 1/32 scale
+    assert stem["flops"] < stem["uniform"] and deep["flops"] > deep["uniform"], (stem, deep)
+    with pytest.raises(KDError, match="unknown --allocation 'layer'"):
+        prune_model(m, target_flops=0.6, allocation="layer")
+
+
 def test_mosaic_closes_only_at_the_end_of_the_whole_pruning_schedule():
     from yolo_kd.prune.loop import step_close_mosaic
 

@@ -24,7 +24,7 @@ RESERVED = {"epochs": "use --epochs-per-step (epochs_per_step=) and --final-epoc
 
 def build_parser() -> ArgParser:
     from ..distill.config import config_keys
-    from ..prune.pruner import IMPORTANCES
+    from ..prune.pruner import ALLOCATIONS, IMPORTANCES
 
     p = ArgParser(
         prog="prune",
@@ -40,6 +40,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--final-epochs", type=int, default=None,
                    help="fine-tuning epochs after the last step (default: --epochs-per-step); a longer final recovery")
     p.add_argument("--importance", default="l2", choices=sorted(IMPORTANCES), help="channel importance criterion (default l2)")
+    p.add_argument("--allocation", default="uniform", choices=list(ALLOCATIONS),
+                   help="how the cut is shared: uniform (every layer alike), global (least important channels anywhere), "
+                   "flops (least important per MAC) (default uniform)")
     p.add_argument("--round-to", type=int, default=8, help="kept channels are a multiple of this (default 8)")
     p.add_argument("--ignore", nargs="*", default=[], metavar="LAYER", help="layer indices or module names to leave unpruned")
     p.add_argument("--imgsz", type=int, default=640, help="fine-tuning and validation image size (default 640)")
@@ -101,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         final_epochs=args.final_epochs,
         importance=args.importance,
         round_to=args.round_to,
+        allocation=args.allocation,
         ignore=args.ignore,
         imgsz=args.imgsz,
         batch=args.batch,

@@ -80,6 +80,7 @@ def prune_iteratively(
     importance: str = "l2",
     round_to: int = 8,
     ignore: Sequence[int | str] = (),
+    allocation: str = "uniform",
     imgsz: int = 640,
     batch: int = 16,
     device: Any = None,
@@ -105,7 +106,8 @@ def prune_iteratively(
         teacher: ``.pt`` to distil from while fine-tuning; None distils from the unpruned ``model_path`` itself.
         target_flops: fraction of the original GFLOPs to keep, in (0, 1).
         steps: pruning steps (>= 1); epochs_per_step: fine-tuning epochs after each step (0 = none).
-        importance, round_to, ignore: see :func:`yolo_kd.prune.pruner.prune_by_ratio`.
+        importance, round_to, ignore: see :func:`yolo_kd.prune.pruner.prune_by_ratio`; allocation: see
+            :func:`yolo_kd.prune.pruner.prune_model`.
         imgsz, batch, device: fine-tuning and validation settings; kd_cfg: distillation settings.
         project, name: outputs go to ``<project>/<name>``: ``stepK/`` runs, ``weights/best.pt``, JSON, PNG.
         latency_imgsz: ONNX sizes to time (default: ``imgsz``; empty list: no latency); latency_seconds per model and
@@ -127,7 +129,7 @@ def prune_iteratively(
     from ..api import train
     from ..data.datasets import resolve_data
 
-    check_prune_args(target_flops, None, round_to, importance)
+    check_prune_args(target_flops, None, round_to, importance, allocation)
     _check_loop_args(steps, epochs_per_step, final_epochs)
     if not distill and teacher:
         raise KDError("--teacher and --no-distill contradict each other: drop one of them")
@@ -155,7 +157,8 @@ def prune_iteratively(
         goal = 1.0 - (1.0 - target_flops) * k / steps
         step_dir = save_dir / f"step{k}"
         keep = goal * base.gflops / model_gflops(current, flops_imgsz)  # fraction of the *current* model to keep
-        pruned = prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz) if keep < 1 else current
+        pruned = prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz,
+                                                  allocation=allocation) if keep < 1 else current
         pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, {"step": k, "source": str(model_path)})
         map_pruned = _val_map(pruned_path, data, imgsz, batch, device, step_dir)
         best_path = pruned_path
@@ -195,7 +198,7 @@ def prune_iteratively(
     write_json_atomic(json_path, {
         "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data,
         "target_flops": target_flops, "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs,
-        "close_mosaic": close_mosaic, "importance": importance, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
+        "close_mosaic": close_mosaic, "importance": importance, "allocation": allocation, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
         "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
         "control": asdict(ctrl) if ctrl else None,
     })

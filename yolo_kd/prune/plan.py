@@ -117,10 +117,41 @@ class PruningPlan:
                     elif self.dg.is_in_channel_pruning_fn(dep.handler):
                         ins[m] = len(idxs) / c  # input channels lost per channel of this group (1 through a concat)
             self.groups.append(dict(root=root, channels=c, scores=scores.cpu(), outs=outs, ins=ins))
+        costs = [self.channel_macs(g) for g in self.groups]
+        mean = sum(costs) / max(len(costs), 1) or 1.0
+        for g, cost in zip(self.groups, costs):
+            g["cost"] = max(cost / mean, 1e-6)  # MACs one channel of the group costs, relative to the mean group's
+
+    def channel_macs(self, group: dict) -> float:
+        """MACs (at ``trace_imgsz``) that one channel of ``group`` costs in the unpruned model: its share of the
+        convs it is an output of, plus its share of the (non-depthwise) convs it feeds."""
+        macs = sum(self._macs.get(m, 0.0) / m.out_channels for m in group["outs"])
+        for m, f in group["ins"].items():
+            if not (m.groups > 1 and m.groups == m.in_channels == m.out_channels) and m not in group["outs"]:
+                macs += self._macs.get(m, 0.0) * f / m.in_channels
+        return macs
 
     def removed(self, ratio: float) -> list[int]:
         """Channels each group loses at a uniform ``ratio`` (see :func:`kept_channels`)."""
         return [g["channels"] - kept_channels(g["channels"], ratio, self.round_to) for g in self.groups]
+
+    def removed_below(self, threshold: float, alpha: float = 1.0, max_ratio: float = 0.9) -> list[int]:
+        """Channels each group loses when pruned *globally*: every channel whose importance per unit of cost,
+        ``score / cost ** alpha``, is under ``threshold`` goes (kept counts rounded as in :func:`kept_channels`, and no
+        group loses more than ``max_ratio`` of its channels). ``alpha=0`` ranks by importance alone (scores are
+        normalised within each group, so they compare across groups); ``alpha=1`` by importance per MAC, which
+        spends the cut where channels are expensive: the high-resolution layers."""
+        out = []
+        for g in self.groups:
+            c = g["channels"]
+            n = int((g["scores"] / g["cost"] ** alpha < threshold).sum())
+            kept = max(kept_channels(c, n / c, self.round_to), kept_channels(c, max_ratio, self.round_to))
+            out.append(c - kept)
+        return out
+
+    def max_key(self, alpha: float = 1.0) -> float:
+        """A threshold above every channel's ``score / cost ** alpha``: :meth:`removed_below` at it cuts the most."""
+        return max(float((g["scores"] / g["cost"] ** alpha).max()) for g in self.groups) * 1.001 + 1e-9 if self.groups else 1.0
 
     def conv_macs(self, removed: Sequence[int], imgsz: int | None = None) -> float:
         """Multiply-accumulates of all convs once each group lost ``removed[i]`` channels, for an ``imgsz`` image:

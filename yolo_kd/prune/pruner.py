@@ -34,6 +34,7 @@ __all__ = [
     "kept_channels",
     "save_pruned_checkpoint",
     "IMPORTANCES",
+    "ALLOCATIONS",
     "check_prunable",
     "check_prune_args",
     "count_params",
@@ -46,6 +47,10 @@ __all__ = [
 #: blocks that split or chunk feature maps in ways this module does not rewrite (YOLOv9/v10 families)
 _UNSUPPORTED = {"ADown", "RepNCSPELAN4", "ELAN1", "C2fAttn", "PSA", "C2", "CBLinear", "CBFuse", "RepConv", "ImagePoolingAttn"}
 _ATTENTION = {"Attention", "AAttn"}
+#: how a FLOPs target is shared among the groups -> the cost exponent of :meth:`PruningPlan.removed_below`:
+#: ``uniform`` every group loses the same fraction; ``global`` the least important channels anywhere go first;
+#: ``flops`` the least important channels per MAC they cost go first (the cut lands on high-resolution layers)
+ALLOCATIONS = {"uniform": None, "global": 0.0, "flops": 1.0}
 
 
 def check_prunable(model: nn.Module, what: str = "model") -> nn.Module:
@@ -113,7 +118,7 @@ def ignored_modules(model: nn.Module, ignore: Iterable[int | str | nn.Module] = 
 
 
 def check_prune_args(target_flops: float | None = None, ratio: float | None = None, round_to: int = 8,
-                     importance: str = "l2") -> None:
+                     importance: str = "l2", allocation: str = "uniform") -> None:
     """The one check of the pruning settings (library and ``yolo-kd prune``): one KDError line per bad value."""
     if target_flops is not None and not 0.0 < target_flops < 1.0:
         raise KDError(
@@ -125,6 +130,8 @@ def check_prune_args(target_flops: float | None = None, ratio: float | None = No
         raise KDError(f"--round-to {round_to} is invalid: pass a positive integer such as 8 (1 disables rounding)")
     if importance not in IMPORTANCES:
         raise KDError(f"unknown --importance '{importance}': choose one of {', '.join(IMPORTANCES)}")
+    if allocation not in ALLOCATIONS:
+        raise KDError(f"unknown --allocation '{allocation}': choose one of {', '.join(ALLOCATIONS)}")
 
 
 def prune_by_ratio(
@@ -165,11 +172,13 @@ def prune_model(
     imgsz: int = 640,
     max_ratio: float = 0.9,
     trace_imgsz: int = 64,
+    allocation: str = "uniform",
 ) -> nn.Module:
     """Prune a copy of ``model`` to at most ``target_flops`` x its GFLOPs, keeping as many channels as possible.
 
-    Every group loses the same fraction of its channels (rounded to ``round_to``): the smallest fraction whose
-    predicted FLOPs meet the target is found by bisection (no trial pruning). Groups whose rounding tips over at that
+    With ``allocation="uniform"`` every group loses the same fraction of its channels (rounded to ``round_to``): the
+    smallest fraction whose predicted FLOPs meet the target is found by bisection (no trial pruning). The other
+    allocations bisect an importance threshold instead (:meth:`PruningPlan.removed_below`). Groups whose rounding tips over at that
     fraction then get their channels back, most-pruned first, while the target still holds; finally the FLOPs are
     checked with Ultralytics' counter (and the fraction nudged up in the rare case the prediction was optimistic).
 
@@ -178,12 +187,15 @@ def prune_model(
         target_flops: fraction of the input model's GFLOPs to keep, in (0, 1); 0.5 halves the FLOPs.
         importance, round_to, ignore, trace_imgsz: see :func:`prune_by_ratio`.
         imgsz: image side used to count FLOPs.
-        max_ratio: largest per-group channel ratio allowed.
+        max_ratio: largest fraction of its channels any group may lose.
+        allocation: how the cut is shared among groups, one of :data:`ALLOCATIONS` (``uniform``: every group loses
+            the same fraction; ``global``: the least important channels anywhere; ``flops``: the least important
+            per MAC they cost).
     Returns:
         The pruned copy (stock modules): the largest found at or under the target or, if the target is out of reach
         (e.g. too many layers ignored), the copy pruned at ``max_ratio``; :func:`model_gflops` tells which.
     """
-    check_prune_args(target_flops, None, round_to, importance)
+    check_prune_args(target_flops, None, round_to, importance, allocation)
     ignored_modules(model, ignore)  # validate
     base = model_gflops(model, imgsz)
     goal = target_flops * base
@@ -197,21 +209,26 @@ def prune_model(
             def fits(removed: list[int]) -> bool:
                 return other + 2e-9 * plan.conv_macs(removed, imgsz) <= goal
 
-            a, b = lo, max_ratio
-            if fits(plan.removed(b)):
-                for _ in range(40):  # smallest uniform ratio whose predicted FLOPs meet the goal
+            alpha = ALLOCATIONS[allocation]
+            if alpha is None:  # x: the ratio every group loses
+                cut, hi = plan.removed, max_ratio
+            else:  # x: the importance-per-cost threshold under which channels go, in any group
+                cut, hi = (lambda x: plan.removed_below(x, alpha, max_ratio)), plan.max_key(alpha)
+            a, b = lo * hi, hi
+            if fits(cut(b)):
+                for _ in range(40):  # the smallest cut whose predicted FLOPs meet the goal
                     mid = (a + b) / 2
-                    a, b = (a, mid) if fits(plan.removed(mid)) else (mid, b)
-            removed, lighter = plan.removed(b), plan.removed(a)
+                    a, b = (a, mid) if fits(cut(mid)) else (mid, b)
+            removed, lighter = cut(b), cut(a)
             tipped = [i for i in range(len(removed)) if lighter[i] < removed[i]]
             for i in sorted(tipped, key=lambda i: -removed[i] / plan.groups[i]["channels"]):
                 trial = removed[:i] + [lighter[i]] + removed[i + 1:]
                 if fits(trial):
                     removed = trial
             plan.apply(removed)
-        if model_gflops(out, imgsz) <= goal * (1 + 1e-6) or b >= max_ratio:
+        if model_gflops(out, imgsz) <= goal * (1 + 1e-6) or b >= hi:
             return out
-        lo = b + 1e-3
+        lo = b / hi + 1e-3  # as a fraction of the search range
     return out
 
 
