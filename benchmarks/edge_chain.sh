@@ -20,7 +20,10 @@ EPOCHS=${EPOCHS:-60}                # vanilla and distilled students
 TARGET_FLOPS=${TARGET_FLOPS:-0.5}
 STEPS=${STEPS:-3}                   # 1 -> 0.83 -> 0.67 -> 0.5 of the GFLOPs: 17-25 % of the current model per step
 EPOCHS_PER_STEP=${EPOCHS_PER_STEP:-10}
+FINAL_EPOCHS=${FINAL_EPOCHS:-$EPOCHS_PER_STEP}  # fine-tuning epochs after the last step (a longer final recovery)
 ALLOCATION=${ALLOCATION:-uniform}   # how each step's cut is shared among layers: uniform, global or flops
+ROUND_TO=${ROUND_TO:-8}             # kept channels are multiples of this (16 suits AVX-512 CPUs)
+REFERENCE=${REFERENCE:-1}           # 0: skip the unpruned reference (kdft), e.g. when only the camera model matters
 QAT_EPOCHS=${QAT_EPOCHS:-10}        # also the FP32 fine-tune's epochs (equal extra epochs)
 SEEDS=${SEEDS:-"0 1 2"}
 LAT_IMGSZ=${LAT_IMGSZ:-640}
@@ -44,12 +47,12 @@ for S in $SEEDS; do
   [ -f "$OUT/kd-s$S/weights/best.pt" ] || python tools/train_kd.py --teacher "$T" --student yolo11n.yaml --data "$D" \
     --epochs "$EPOCHS" --project "$OUT" --name "kd-s$S" seed="$S" "${COMMON[@]}"
   # 2b. the reference for pruning's cost: the unpruned distilled student fine-tuned with the teacher for the epochs
-  #     pruning adds (STEPS x EPOCHS_PER_STEP), so pruned and unpruned have had the same training
-  [ -f "$OUT/kdft-s$S/weights/best.pt" ] || python tools/train_kd.py --teacher "$T" --student "$OUT/kd-s$S/weights/best.pt" \
-    --data "$D" --epochs $((STEPS * EPOCHS_PER_STEP)) --project "$OUT" --name "kdft-s$S" seed="$S" warmup_epochs=0 "${COMMON[@]}"
+  #     pruning adds ((STEPS - 1) x EPOCHS_PER_STEP + FINAL_EPOCHS), so pruned and unpruned have had the same training
+  [ "$REFERENCE" = 0 ] || [ -f "$OUT/kdft-s$S/weights/best.pt" ] || python tools/train_kd.py --teacher "$T" --student "$OUT/kd-s$S/weights/best.pt" \
+    --data "$D" --epochs $(((STEPS - 1) * EPOCHS_PER_STEP + FINAL_EPOCHS)) --project "$OUT" --name "kdft-s$S" seed="$S" warmup_epochs=0 "${COMMON[@]}"
   # 3. pruned in steps, each fine-tuned with distillation from the teacher
   [ -f "$OUT/prune-s$S/weights/best.pt" ] || python tools/prune.py --model "$OUT/kd-s$S/weights/best.pt" --teacher "$T" \
-    --data "$D" --target-flops "$TARGET_FLOPS" --steps "$STEPS" --epochs-per-step "$EPOCHS_PER_STEP" --allocation "$ALLOCATION" --imgsz "$IMGSZ" \
+    --data "$D" --target-flops "$TARGET_FLOPS" --steps "$STEPS" --epochs-per-step "$EPOCHS_PER_STEP" --final-epochs "$FINAL_EPOCHS" --allocation "$ALLOCATION" --round-to "$ROUND_TO" --imgsz "$IMGSZ" \
     --batch "$BATCH" --device cpu --project "$OUT" --name "prune-s$S" --exist-ok --latency-imgsz --no-plot seed="$S" workers=0 $EXTRA
   P="$OUT/prune-s$S/weights/best.pt"
   # 4. equal extra epochs, FP32: the pruned model fine-tuned with the teacher for the QAT epochs

@@ -4,7 +4,8 @@ Stages (per seed ``S``): ``vanilla-sS`` (yolo11n, the baseline), ``kd-sS`` (dist
 student fine-tuned with the teacher for as many epochs as pruning adds: pruning's reference), ``prune-sS`` (pruned in
 steps with distillation fine-tuning), ``ft-sS`` (the pruned model fine-tuned FP32 with the teacher for the QAT
 epochs: the equal-epochs reference), ``qat-sS`` (PTQ of the pruned model and QAT with the teacher: its
-``parent_ptq_int8.onnx`` and ``qat_int8.onnx``) and ``qat-plain-sS`` (QAT without teacher).
+``parent_ptq_int8.onnx`` and ``qat_int8.onnx``), ``ptq_nncf`` (with ``--openvino``: the pruned model quantized by
+OpenVINO's own path, NNCF on its FP32 IR, timed on OpenVINO only) and ``qat-plain-sS`` (QAT without teacher).
 
 mAP50-95 of every stage is measured on ONNX files at the training size with Ultralytics' validator (every file
 the same way); mean ± std over the seeds. Size, INT8 share and latency are measured once, on seed 0's files
@@ -26,6 +27,7 @@ STAGES = [  # (key, label, run folder prefix, what: "pt" checkpoint or an ONNX f
     ("pruned", "distilled + pruned, FP32", "prune", "pt"),
     ("ft", "pruned + FP32 fine-tune (QAT epochs, teacher)", "ft", "pt"),
     ("ptq", "pruned, INT8 PTQ", "qat", "parent_ptq_int8.onnx"),
+    ("ptq_nncf", "pruned, INT8 PTQ by NNCF (OpenVINO only)", "qat", "openvino"),
     ("qat_plain", "pruned, INT8 QAT without teacher", "qat-plain", "qat_int8.onnx"),
     ("qat_kd", "pruned, INT8 QAT with teacher", "qat", "qat_int8.onnx"),
 ]
@@ -45,6 +47,15 @@ def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
 
     key, _, prefix, what = stage
     run = out / f"{prefix}-s{seed}"
+    if what == "openvino":  # OpenVINO's own INT8 path: NNCF quantizes the pruned model's FP32 IR (an IR, not an ONNX)
+        from yolo_kd.quantize.openvino_ir import ir_dir
+
+        ir = ir_dir(run, f"chain_{key}_{imgsz}")
+        if ir.is_dir():
+            return ir
+        parent = out / f"prune-s{seed}" / "weights" / "best.pt"
+        return export_int8(parent, data, imgsz=imgsz, calib_images=128, out_dir=run, fp32_name=f"chain_parent_{imgsz}.onnx",
+                           int8_name=f"chain_{key}_{imgsz}.onnx", backend="openvino").openvino_int8
     target = run / f"chain_{key}_{imgsz}.onnx"
     if target.is_file():
         return target
@@ -65,7 +76,7 @@ def verdicts(results: list[dict]) -> list[str]:
     by = {r["stage"]: r for r in results}
     pts = lambda r: 100 * r["mean"]  # noqa: E731
     lines = []
-    int8 = [by[k] for k in ("ptq", "qat_plain", "qat_kd") if k in by]
+    int8 = [by[k] for k in ("ptq", "ptq_nncf", "qat_plain", "qat_kd") if k in by]
     for runtime, key in (("onnxruntime", "x_baseline"), ("OpenVINO", "x_baseline_openvino")):
         timed = [r for r in int8 if r.get(key) is not None]
         if timed and "vanilla" in by:  # the camera model: the fastest INT8 file, against the baseline on one runtime
@@ -103,10 +114,11 @@ def plot(results: list[dict], path: Path, lat_imgsz: int, threads: int) -> Path:
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, r in enumerate(results):
         colour = f"C{i % 10}"
-        ax.errorbar(r["latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", capsize=3, color=colour, label=r["stage"])
+        if r["latency_ms"]:
+            ax.errorbar(r["latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", capsize=3, color=colour, label=r["stage"])
         if r.get("openvino_latency_ms"):
             ax.errorbar(r["openvino_latency_ms"], 100 * r["mean"], yerr=100 * r["std"], fmt="o", mfc="none", capsize=3,
-                        color=colour)
+                        color=colour, label=None if r["latency_ms"] else r["stage"])
     front, best = [], float("-inf")
     for lat, m in sorted(points):
         if m > best:
@@ -147,36 +159,40 @@ def main() -> None:
     from yolo_kd.quantize.report import measure_all, onnx_map
 
     out = Path(a.out)
-    stages = [s for s in STAGES if _checkpoint(out, s, a.seeds[0]).is_file()]
+    stages = [s for s in STAGES if _checkpoint(out, s, a.seeds[0]).is_file() and (a.openvino or s[3] != "openvino")]
     maps = {s[0]: [onnx_map(_onnx(out, s, seed, a.imgsz, a.data), a.data, a.imgsz)[1] for seed in a.seeds]
             for s in stages}
-    files = {s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages}
-    if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8)
+    files = {s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] != "openvino"}
+    if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8), and NNCF's IR
         from yolo_kd.quantize.openvino_ir import ir_dir, onnx_to_ir
 
         files |= {f"{k}_ov": ir_dir(f.parent, f.stem) if ir_dir(f.parent, f.stem).is_dir() else onnx_to_ir(f, ir_dir(f.parent, f.stem))
                   for k, f in list(files.items())}
-    measured = measure_all(files, a.data, a.lat_imgsz, threads=a.threads, latency_seconds=a.latency_seconds, with_map=False)
-    rows = measured[:len(stages)]
-    ov = {r.name[:-3]: r for r in measured[len(stages):]}
-    base = rows[0].latency_ms
+        files |= {f"{s[0]}_ov": _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] == "openvino"}
+    measured = {r.name: r for r in measure_all(files, a.data, a.lat_imgsz, threads=a.threads,
+                                               latency_seconds=a.latency_seconds, with_map=False)}
+    ov = {n[:-3]: r for n, r in measured.items() if n.endswith("_ov")}
+    base = measured[stages[0][0]].latency_ms
     results, cells = [], []
-    for s, r in zip(stages, rows):
+    for s in stages:
+        r = measured.get(s[0]) or ov[s[0]]  # size and INT8 convs: of the ONNX file, or of the IR for OpenVINO-only stages
+        ort_ms = measured[s[0]].latency_ms if s[0] in measured else None
         src = s if s[3] == "pt" else next(x for x in STAGES if x[0] == "pruned")  # an INT8 file has its parent's
         model, _ = load_checkpoint_model(_checkpoint(out, src, a.seeds[0]))
         m = maps[s[0]]
         mean, std = statistics.mean(m), (statistics.stdev(m) if len(m) > 1 else 0.0)
         res = {"stage": s[0], "label": s[1], "map50_95": m, "mean": mean, "std": std, "params": count_params(model),
                "gflops": round(model_gflops(model, 640), 2), "size_mb": r.size_mb, "int8_convs": f"{r.int8_convs}/{r.convs}",
-               "latency_ms": r.latency_ms, "x_baseline": round(r.latency_ms / base, 3),
+               "latency_ms": ort_ms, "x_baseline": round(ort_ms / base, 3) if ort_ms else None,
                "openvino_latency_ms": ov[s[0]].latency_ms if s[0] in ov else None,
                "x_baseline_openvino": round(ov[s[0]].latency_ms / ov[stages[0][0]].latency_ms, 3) if s[0] in ov else None}
         results.append(res)
         cells.append([s[1], f"{100 * mean:.1f} ± {100 * std:.1f}", f"{res['params'] / 1e6:.2f}M", f"{res['gflops']:.1f}",
-                      f"{r.size_mb:.2f}", res["int8_convs"], f"{r.latency_ms:.1f}", f"{res['x_baseline']:.2f}x"]
-                     + ([f"{ov[s[0]].latency_ms:.1f}"] if ov else []))
+                      f"{r.size_mb:.2f}", res["int8_convs"], f"{ort_ms:.1f}" if ort_ms else "-",
+                      f"{res['x_baseline']:.2f}x" if ort_ms else "-"]
+                     + ([f"{ov[s[0]].latency_ms:.1f} ({res['x_baseline_openvino']:.2f}x)"] if ov else []))
     head = ["stage", f"mAP50-95 ({len(a.seeds)} seed{'s' * (len(a.seeds) > 1)})", "params", "GFLOPs (640)", "size MB", "INT8 convs",
-            f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"] + ([f"OpenVINO ms ({a.lat_imgsz} px)"] if ov else [])
+            f"latency ms ({a.lat_imgsz} px, ORT)", "x baseline"] + ([f"OpenVINO ms ({a.lat_imgsz} px, x baseline on OpenVINO)"] if ov else [])
     table = markdown_table(head, cells)
     verdict = verdicts(results)
     write_text_atomic(out / "edge_chain.md", table + "\n\n" + "".join(f"- {v}\n" for v in verdict))
