@@ -141,3 +141,18 @@ def test_bad_input_gives_one_line(models, tmp_path):
     assert "invalid choice" in fails(str(models["fixed"]), "backend=tensorrt")
     assert "both set --imgsz" in fails(str(models["fixed"]), "imgsz=128", "--imgsz", "320")  # key=value == --flag
     assert not (tmp_path / "latency.json").exists()
+
+
+def test_calls_taking_turns_change_order_every_round_and_keep_their_own_numbers():
+    from yolo_kd.core.timing import time_in_turns
+
+    seen: list[int] = []
+    calls = [(lambda i=i: seen.append(i)) for i in range(6)]
+    out = time_in_turns(calls, seconds=0.0, rounds=4, warmup=0)
+    # each slice is 1 warm-up + 3 timed runs of one call: read the order of the slices back from the log
+    slices = [seen[k] for k in range(0, len(seen), 4)]
+    assert all(seen[k:k + 4] == [seen[k]] * 4 for k in range(0, len(seen), 4))
+    rounds = [slices[r * 6:(r + 1) * 6] for r in range(4)]
+    assert rounds[0] == list(range(6)) and all(sorted(r) == list(range(6)) for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # the order differs between rounds
+    assert [o["runs"] for o in out] == [12] * 6  # 3 timed runs in each of 4 slices, counted for the right call
