@@ -157,8 +157,8 @@ def prune_iteratively(
         goal = 1.0 - (1.0 - target_flops) * k / steps
         step_dir = save_dir / f"step{k}"
         keep = goal * base.gflops / model_gflops(current, flops_imgsz)  # fraction of the *current* model to keep
-        pruned = prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz,
-                                                  allocation=allocation) if keep < 1 else current
+        pruned = current if keep >= 1 else prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz,
+                                                       allocation=allocation)
         pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, {"step": k, "source": str(model_path)})
         map_pruned = _val_map(pruned_path, data, imgsz, batch, device, step_dir)
         best_path = pruned_path
@@ -198,7 +198,8 @@ def prune_iteratively(
     write_json_atomic(json_path, {
         "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data,
         "target_flops": target_flops, "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs,
-        "close_mosaic": close_mosaic, "importance": importance, "allocation": allocation, "round_to": round_to, "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
+        "close_mosaic": close_mosaic, "importance": importance, "allocation": allocation, "round_to": round_to,
+        "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
         "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
         "control": asdict(ctrl) if ctrl else None,
     })
