@@ -44,6 +44,11 @@ def kept_channels(c: int, ratio: float, round_to: int = 8) -> int:
     return min(c, max(round_to, kept))
 
 
+def _depthwise(conv: nn.Conv2d) -> bool:
+    """A depthwise conv: one filter per channel, so its input channels are its output channels (counted once)."""
+    return conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
+
+
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
     was = model.training
@@ -127,7 +132,7 @@ class PruningPlan:
         convs it is an output of, plus its share of the (non-depthwise) convs it feeds."""
         macs = sum(self._macs.get(m, 0.0) / m.out_channels for m in group["outs"])
         for m, f in group["ins"].items():
-            if not (m.groups > 1 and m.groups == m.in_channels == m.out_channels) and m not in group["outs"]:
+            if not _depthwise(m) and m not in group["outs"]:
                 macs += self._macs.get(m, 0.0) * f / m.in_channels
         return macs
 
@@ -165,8 +170,7 @@ class PruningPlan:
         macs = 0.0
         for m, base in self._macs.items():
             co, ci = m.out_channels, m.in_channels
-            depthwise = m.groups > 1 and m.groups == ci == co
-            macs += base * (co - lost_out[m]) / co * (1.0 if depthwise else (ci - lost_in[m]) / ci)
+            macs += base * (co - lost_out[m]) / co * (1.0 if _depthwise(m) else (ci - lost_in[m]) / ci)
         return macs * ((imgsz or self.trace_imgsz) / self.trace_imgsz) ** 2
 
     def apply(self, removed: Sequence[int]) -> None:
