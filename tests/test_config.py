@@ -3,7 +3,7 @@
 import pytest
 
 from yolo_kd.distill.config import load_kd_config
-from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs, long_schedule_hint
+from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs, until_note
 from yolo_kd.core.errors import KDError
 
 
@@ -67,7 +67,7 @@ def test_until_ends_distillation_and_the_decay_spans_the_window():
     assert distill_multiplier(half, 2, 2, 4, 10, 0) == pytest.approx(1 - 2.5 / 5)  # progress 0.25 = half the window
     assert distill_multiplier(half, 4, 3, 4, 10, 0) == pytest.approx(1 - 4.75 / 5)
     assert distill_multiplier(half, 5, 0, 4, 10, 0) == 0.0 and distill_multiplier(half, 9, 3, 4, 10, 0) == 0.0
-    assert distilled_epochs(half, 10) == 5 and distilled_epochs(load_kd_config(), 100, 10) == 90
+    assert distilled_epochs(half, 10) == 5 and distilled_epochs(load_kd_config(until=1.0), 100, 10) == 90
     with pytest.raises(KDError, match="'until'"):
         load_kd_config(until=0)
 
@@ -133,9 +133,24 @@ def test_docs_term_table_is_the_registry():
     assert set(ablations()) == {f"kd-{t.weight_key}" for t in TERMS}
 
 
-def test_long_runs_distilled_throughout_get_the_until_hint_and_short_or_cut_runs_do_not():
-    hint = long_schedule_hint(100, until=1.0)
-    assert "kd_until=0.5" in hint and "100-epoch" in hint and "\n" not in hint
-    assert long_schedule_hint(60, until=1.0) is not None
-    assert long_schedule_hint(59, until=1.0) is None  # short runs: full distillation measured best (15 epochs)
-    assert long_schedule_hint(100, until=0.5) is None and long_schedule_hint(100, until=1.0, every=4) is None
+def test_until_auto_distils_short_runs_throughout_and_the_first_half_of_long_ones():
+    auto = load_kd_config(schedule="constant", off_close_mosaic=False)
+    assert auto.until == "auto" and load_kd_config(until="AUTO").until == "auto"  # the default, any case
+    assert distilled_epochs(auto, 59) == 59  # short: throughout
+    assert distilled_epochs(auto, 60) == 30 and distilled_epochs(auto, 100) == 50  # long: the first half
+    assert distill_multiplier(auto, 29, 9, 10, 60) == 1.0 and distill_multiplier(auto, 30, 0, 10, 60) == 0.0
+    cos = load_kd_config(off_close_mosaic=False)  # the cosine decay spans the distilled half, as with until=0.5
+    half = load_kd_config(off_close_mosaic=False, until=0.5)
+    assert [distill_multiplier(cos, e, 0, 1, 80) for e in range(80)] == [distill_multiplier(half, e, 0, 1, 80) for e in range(80)]
+    assert distilled_epochs(load_kd_config(until=1.0, off_close_mosaic=False), 100) == 100  # an explicit share wins
+    with pytest.raises(KDError, match="'until'.*or auto"):
+        load_kd_config(until="half")
+
+
+def test_until_note_says_what_auto_chose_and_flags_long_runs_distilled_throughout():
+    auto = until_note(100, "auto")
+    assert "first 50%" in auto and "100-epoch" in auto and "\n" not in auto
+    assert until_note(59, "auto") is None  # short runs: full distillation measured best (15 epochs), nothing to say
+    full = until_note(60, 1.0)
+    assert "distils throughout" in full and "kd_until=auto" in full
+    assert until_note(59, 1.0) is None and until_note(100, 0.5) is None and until_note(100, 1.0, every=4) is None

@@ -40,7 +40,7 @@ class KDConfig:
     schedule: str
     final_ratio: float
     off_close_mosaic: bool
-    until: float
+    until: float | str  # a share in (0, 1], or "auto" (resolved per run length: schedule.effective_until)
     every: float
     share: float
     teacher_precision: str
@@ -93,10 +93,13 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return False
         raise KDError(f"distillation setting '{name}' must be true or false, got '{value}'")
     if kind is float:
+        if name == "until" and str(value).strip().lower() == "auto":
+            return "auto"
         try:
             return float(value)
         except (TypeError, ValueError):
-            raise KDError(f"distillation setting '{name}' must be a number, got '{value}'") from None
+            auto = " or auto" if name == "until" else ""
+            raise KDError(f"distillation setting '{name}' must be a number{auto}, got '{value}'") from None
     return str(value)
 
 
@@ -147,8 +150,8 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
         raise KDError(f"'final_ratio' must be in [0, 1], got {c.final_ratio}")
     if not 0 <= c.mgd_mask_ratio < 1:
         raise KDError(f"'mgd_mask_ratio' must be in [0, 1), got {c.mgd_mask_ratio}")
-    if not 0 < c.until <= 1:
-        raise KDError(f"'until' (share of the epochs distilled) must be in (0, 1], got {c.until}")
+    if c.until != "auto" and not 0 < c.until <= 1:
+        raise KDError(f"'until' (share of the epochs distilled) must be in (0, 1] or auto, got {c.until}")
     if c.every < 1 or c.every != int(c.every):
         raise KDError(f"'every' (distil on every n-th batch) must be a whole number >= 1, got {c.every}")
     if not 0 < c.share <= 1:

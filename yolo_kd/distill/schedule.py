@@ -14,19 +14,21 @@ from .config import KDConfig
 def distill_multiplier(config: KDConfig, epoch: int, batch: int, batches_per_epoch: int, epochs: int, close_mosaic: int = 0) -> float:
     """Multiplier of every distillation weight at batch ``batch`` (0-based) of epoch ``epoch`` (0-based).
 
-    - 0 once training progress reaches ``config.until`` (the share of epochs distilled; the teacher is not run then);
+    - 0 once training progress reaches ``config.until`` (the share of epochs distilled, :func:`effective_until`; the
+      teacher is not run then);
     - 0 on all but every ``config.every``-th batch of an epoch (the teacher is not run on the others);
     - 0 in the last ``close_mosaic`` epochs when ``off_close_mosaic`` is set and the run is at least twice that long;
     - otherwise ``constant`` 1, or ``linear``/``cosine`` decay from 1 to ``final_ratio`` over the distilled window.
     """
     progress = (epoch + batch / max(batches_per_epoch, 1)) / max(epochs, 1)  # in [0, 1)
-    if config.until < 1 and progress >= config.until:
+    until = effective_until(config.until, epochs)
+    if until < 1 and progress >= until:
         return 0.0
     if config.every > 1 and batch % int(config.every):
         return 0.0
     if config.off_close_mosaic and 0 < close_mosaic and epochs >= 2 * close_mosaic and epoch >= epochs - close_mosaic:
         return 0.0
-    p = min(max(progress / config.until, 0.0), 1.0)
+    p = min(max(progress / until, 0.0), 1.0)
     if config.schedule == "linear":
         return 1.0 - (1.0 - config.final_ratio) * p
     if config.schedule == "cosine":
@@ -39,19 +41,36 @@ def distilled_epochs(config: KDConfig, epochs: int, close_mosaic: int = 0) -> in
     return sum(distill_multiplier(config, e, 0, 1, epochs, close_mosaic) > 0 for e in range(epochs))
 
 
-#: the shortest schedule at which distilling only the first half was measured to pay (docs/bench/pays.md)
+#: ``until: auto`` distils the first half of runs this long or longer, shorter runs throughout (docs/bench/pays.md)
 LONG_SCHEDULE_EPOCHS = 60
+#: the share ``until: auto`` distils on long runs
+LONG_SCHEDULE_UNTIL = 0.5
 
 
-def long_schedule_hint(epochs: int, until: float, every: int = 1) -> str | None:
-    """A one-line hint for a long run distilled from start to end, else None.
+def effective_until(until: float | str, epochs: int) -> float:
+    """The share of the epochs distilled: ``until`` itself, or for ``auto`` 1.0 on runs shorter than
+    :data:`LONG_SCHEDULE_EPOCHS` and :data:`LONG_SCHEDULE_UNTIL` on longer ones.
 
-    Measured (docs/bench/pays.md): at 60 and 100 epochs ``until=0.5`` scored as well as full distillation at equal
-    epochs and better at equal compute (0.0 and +3.1 against vanilla, where full distillation gave -3.0 and -0.5);
-    at 15 epochs it gave much less (full distillation is the right choice there, hence no hint).
+    Measured (docs/bench/pays.md): on long runs (60 epochs on bench, 100 on demo) distilling the first half scored as
+    well as distilling throughout at equal epochs and better at equal compute (0.0 and +3.1 against plain training,
+    where full distillation gave -3.0 and -0.5); on short runs (15 epochs) it gave about half the gain.
     """
-    if epochs < LONG_SCHEDULE_EPOCHS or until < 1 or every > 1:
+    if until == "auto":
+        return LONG_SCHEDULE_UNTIL if epochs >= LONG_SCHEDULE_EPOCHS else 1.0
+    return float(until)
+
+
+def until_note(epochs: int, until: float | str, every: int = 1) -> str | None:
+    """One line saying how much of an ``epochs``-epoch run is distilled when that is a choice worth knowing, else None:
+    ``auto`` cutting the teacher at half time, or a long run distilled throughout by an explicit ``until``."""
+    if every > 1:
         return None
-    return (f"yolo_kd: a {epochs}-epoch run distils throughout; on long schedules kd_until=0.5 (the teacher in the first "
-            f"half only) matched that at equal epochs for ~15% less compute and beat plain training at equal compute, "
-            f"where full distillation did not (docs/bench/pays.md)")
+    if until == "auto" and epochs >= LONG_SCHEDULE_EPOCHS:
+        return (f"yolo_kd: kd_until=auto distils the first {LONG_SCHEDULE_UNTIL:.0%} of this {epochs}-epoch run, then trains "
+                f"without the teacher (on long runs that matched full distillation at equal epochs for less compute; "
+                f"kd_until=1.0 distils throughout; docs/bench/pays.md)")
+    if until != "auto" and float(until) >= 1 and epochs >= LONG_SCHEDULE_EPOCHS:
+        return (f"yolo_kd: this {epochs}-epoch run distils throughout (kd_until=1.0); on long runs kd_until=auto (the teacher "
+                f"in the first half only) matched that at equal epochs for ~15% less compute and beat plain training at "
+                f"equal compute, where full distillation did not (docs/bench/pays.md)")
+    return None

@@ -10,7 +10,7 @@ from typing import Any
 from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .schedule import long_schedule_hint
+from .schedule import until_note
 from .self_teacher import SELF
 
 
@@ -25,7 +25,7 @@ class KDSettings:
         if self.teacher and RANK in {-1, 0}:
             terms = ", ".join(getattr(unwrap_model(trainer.model), "terms", ())) or "none"
             LOGGER.info(f"yolo_kd: distilling from {self.teacher} (terms: {terms}; {self.config})")
-            hint = long_schedule_hint(int(trainer.epochs), float(self.config.get("until", 1.0)), int(self.config.get("every", 1)))
+            hint = until_note(int(trainer.epochs), self.config.get("until", 1.0), int(self.config.get("every", 1)))
             if hint and self.teacher != SELF:
                 LOGGER.info(hint)
 
