@@ -12,7 +12,8 @@
 set -euo pipefail
 OUT=${OUT:-$PWD/runs/pays40}
 DATA=${DATA:-datasets/shapes-bench}
-TEACHER=${TEACHER:-$PWD/runs/pays/teacher-s60/weights/best.pt}
+TEACHER_RUN=${TEACHER_RUN:-$PWD/runs/pays/teacher-s60}  # the teacher's run folder (trained here when missing)
+TEACHER=$TEACHER_RUN/weights/best.pt
 SEEDS=${SEEDS:-0 1}
 export OMP_NUM_THREADS=1
 COMMON=(imgsz=128 batch=16 device=cpu workers=0 plots=False exist_ok=True)
@@ -20,7 +21,7 @@ mkdir -p "$OUT"
 python tools/make_data.py --preset bench --out "$DATA"
 finished() { [ -f "$1/results.csv" ] && [ $(($(wc -l < "$1/results.csv") - 1)) -ge "$2" ]; }  # run folder, epochs
 [ -f "$TEACHER" ] || yolo train model=yolo11s.yaml data="$DATA/data.yaml" epochs=60 nbs=16 seed=0 \
-  project="$(dirname "$(dirname "$(dirname "$TEACHER")")")" name="$(basename "$(dirname "$(dirname "$TEACHER")")")" "${COMMON[@]}"
+  project="$(dirname "$TEACHER_RUN")" name="$(basename "$TEACHER_RUN")" "${COMMON[@]}"
 vanilla() { finished "$OUT/vanilla-e$1-seed$2" "$1" || yolo train model=yolo11n.yaml data="$DATA/data.yaml" \
   epochs="$1" seed="$2" project="$OUT" name="vanilla-e$1-seed$2" "${COMMON[@]}"; }
 kd() { finished "$OUT/kd-until$1-seed$2" 40 || python tools/train_kd.py --teacher "$TEACHER" --student yolo11n.yaml \
