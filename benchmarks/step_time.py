@@ -2,9 +2,11 @@
 
 Epoch times read from separate runs are distorted when the machine is shared; this times the same
 batches through the three set-ups in round-robin rounds, so background load hits all of them alike.
-Each step = forward (teacher + student where distilling) + loss + backward + optimizer step.
+Each step = forward (teacher + student where distilling) + loss + backward + optimizer step, under autocast and a
+gradient scaler with ``--amp`` as Ultralytics' trainer runs it on a GPU; CUDA steps are timed between synchronisations.
 
     python benchmarks/step_time.py --teacher runs/bench/teacher-s/weights/best.pt --data datasets/shapes-bench/data.yaml
+    python benchmarks/step_time.py --teacher ... --data ... --device 0 --amp --imgsz 640 --batch 16   # the GPU ratio
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--steps", type=int, default=3, help="steps per variant per round")
+    p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
+    p.add_argument("--amp", action="store_true", help="mixed precision for the student, as Ultralytics trains on a GPU")
+    p.add_argument("--json", help="also write the medians and settings to this file")
     a = p.parse_args()
+    device = torch.device("cpu" if a.device == "cpu" else f"cuda:{a.device}" if a.device.isdigit() else a.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as Ultralytics' trainer sets it for fixed-size batches
 
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
@@ -45,12 +53,14 @@ def main() -> None:
     loader = build_dataloader(build_yolo_dataset(args, data["train"], a.batch, data, mode="train"), a.batch, 0, shuffle=True)
     batches = []
     for b in loader:
+        b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
         b["img"] = b["img"].float() / 255
         batches.append(b)
         if len(batches) == a.steps:
             break
     teacher, _ = load_checkpoint_model(a.teacher, "teacher")
-    base = DetectionModel(a.student, nc=data["nc"], verbose=False)
+    base = DetectionModel(a.student, nc=data["nc"], verbose=False).to(device)
+    teacher.to(device)
     base.args = args
 
     def fresh():
@@ -65,33 +75,50 @@ def main() -> None:
         "yolo_kd no feat": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat=0)).train(),
         "yolo_kd share 0.5": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.5)).train(),
         "yolo_kd share 0.25": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.25)).train(),
+        **({"yolo_kd bf16 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="bf16")).train()}
+           if device.type == "cuda" else {}),
         "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
     }
     print({k: str(m.teacher.dtype) for k, m in models.items() if isinstance(m, KDModel)})
     optims = {k: torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=1e-3) for k, m in models.items()}
+    scalers = {k: torch.amp.GradScaler(device.type, enabled=a.amp and device.type == "cuda") for k in models}
     times = {k: [] for k in models}
 
     def step(name, batch):
         m = models[name]
-        loss, _ = m.loss(batch) if name == "vanilla" else m(batch)
+        with torch.autocast(device.type, enabled=a.amp):
+            loss, _ = m.loss(batch) if name == "vanilla" else m(batch)
         optims[name].zero_grad()
-        loss.sum().backward()
-        optims[name].step()
+        scalers[name].scale(loss.sum()).backward()
+        scalers[name].step(optims[name])
+        scalers[name].update()
 
-    for name in models:  # warm-up
-        step(name, batches[0])
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for name in models:  # warm-up (and cuDNN's algorithm search)
+        for batch in batches:
+            step(name, batch)
     for _ in range(a.rounds):
         for name in models:
             for batch in batches:
+                sync()
                 t0 = time.perf_counter()
                 step(name, batch)
+                sync()
                 times[name].append((time.perf_counter() - t0) * 1e3)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(f"\nms per training step (batch {a.batch}, imgsz {a.imgsz}, {len(times['vanilla'])} steps each, {torch.get_num_threads()} threads)\n")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"\nms per training step (batch {a.batch}, imgsz {a.imgsz}, amp {a.amp}, {len(times['vanilla'])} steps each, {where})\n")
     print("| set-up | median ms/step | p90 | x vanilla | x builtin |\n|---|---|---|---|---|")
     for k, v in times.items():
         print(f"| {k} | {med[k]:.0f} | {np.percentile(v, 90):.0f} | {med[k] / med['vanilla']:.2f} | {med[k] / med['builtin']:.2f} |")
-    print(json.dumps({"median_ms": med}))
+    result = {"median_ms": med, "batch": a.batch, "imgsz": a.imgsz, "amp": a.amp, "device": where, "torch": torch.__version__}
+    print(json.dumps(result))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
