@@ -49,7 +49,9 @@ def step_arithmetic(student_gflops: float, teacher_gflops: float) -> float:
     passes of the student (forward and backward), and the teacher adds one forward pass of its own.
 
     On this project's CPU (docs/bench/pays.md; bfloat16 teacher, data loading and validation counted) yolo11s -> yolo11n
-    counts 2.1 and measured 1.33-1.37x per epoch; yolo11n -> yolo11n counts 1.33 and measured 1.16x per epoch.
+    counts 2.1 and measured 1.33-1.37x per epoch; yolo11n -> yolo11n counts 1.33 and measured 1.16x per epoch. On a GPU
+    (docs/bench/gpu.md; H200, 640, AMP, float16 teacher) yolo11s -> yolo11n measured 1.15x per step at batch 16 and 1.26x
+    at batch 64: an upper bound, then, as the student's optimizer, assigner and loss are not counted.
     """
     return 1.0 + teacher_gflops / (3.0 * student_gflops)
 
