@@ -31,6 +31,7 @@ ROWS = [
       140: ("plateau/compare-e140-nbs16.json", "runs/plateau/e140-nbs16/vanilla")}),
     ("demo preset, nbs=64, 2 seeds", ("plateau/compare-e100-nbs64.json", "runs/plateau/e100-nbs64/kd"), 100, 90,
      {114: ("plateau/compare-e114-nbs64.json", "runs/plateau/e114-nbs64/vanilla"),
+      124: ("plateau/compare-e124-nbs64.json", "runs/plateau/e124-nbs64/vanilla"),
       140: ("plateau/compare-e140-nbs64.json", "runs/plateau/e140-nbs64/vanilla")}),
     ("bench preset, nbs=16, 2 seeds", ("t60/compare.json", "runs/e60t60/kd"), 60, 50,
      {66: ("bench-e15-tn/e60-until-tn-e66-report/compare.json", "runs/e66/vanilla"),
