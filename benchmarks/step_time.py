@@ -33,7 +33,9 @@ def main() -> None:
     p.add_argument("--amp", action="store_true", help="mixed precision for the student, as Ultralytics trains on a GPU")
     p.add_argument("--json", help="also write the medians and settings to this file")
     a = p.parse_args()
-    device = torch.device("cpu" if a.device == "cpu" else f"cuda:{a.device}" if a.device.isdigit() else a.device)
+    from ultralytics.utils.torch_utils import select_device
+
+    device = select_device(a.device, verbose=False)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # as Ultralytics' trainer sets it for fixed-size batches
 

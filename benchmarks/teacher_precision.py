@@ -7,7 +7,7 @@ CUDA, bf16 on a CPU with native bf16). This measures, on one batch of the datase
   features (relative L2 error);
 * each distillation term's value with that teacher against the fp32 teacher's, for the same student weights;
 * the cosine between the student's gradients (distillation terms only) under each teacher and under fp32;
-* the teacher's forward time per precision (median of interleaved rounds, synchronised on CUDA).
+* the teacher's forward time per precision (taking turns, synchronised on CUDA: ``yolo_kd.core.timing``).
 
     python benchmarks/teacher_precision.py --teacher runs/bench/teacher-s/weights/best.pt \\
         --data datasets/shapes-bench/data.yaml --device 0 --imgsz 640
@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import time
 
-import numpy as np
 import torch
 
 
@@ -32,21 +30,23 @@ def main() -> None:
     p.add_argument("--imgsz", type=int, default=640)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
-    p.add_argument("--rounds", type=int, default=10, help="timed teacher forwards per precision")
+    p.add_argument("--seconds", type=float, default=6.0, help="time spent timing the teacher's forwards, all precisions")
     p.add_argument("--json", help="also write the results to this file")
     a = p.parse_args()
-    device = torch.device("cpu" if a.device == "cpu" else f"cuda:{a.device}" if a.device.isdigit() else a.device)
 
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.utils import check_det_dataset
     from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils.torch_utils import select_device
 
     from yolo_kd.core.checkpoints import load_checkpoint_model
+    from yolo_kd.core.timing import time_in_turns
     from yolo_kd.distill.config import load_kd_config
     from yolo_kd.distill.model import KDModel
     from yolo_kd.distill.teacher import Teacher
 
+    device = select_device(a.device, verbose=False)
     torch.manual_seed(0)
     data = check_det_dataset(a.data)
     args = get_cfg(overrides={"imgsz": a.imgsz})
@@ -96,20 +96,10 @@ def main() -> None:
                                for t, v in values[pr].items()}
         result["grad_cosine"][pr] = float(torch.nn.functional.cosine_similarity(grads[pr].double(), grads["fp32"].double(), dim=0))
 
-    # forward time, interleaved
-    times = {pr: [] for pr in precisions}
-    for t in teachers.values():
-        t(img)
-    for _ in range(a.rounds):
-        for pr, t in teachers.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            t(img)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            times[pr].append((time.perf_counter() - t0) * 1e3)
-    result["forward_ms"] = {pr: float(np.median(v)) for pr, v in times.items()}
+    # forward time, the precisions taking turns (synchronised on CUDA)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else None
+    stats = time_in_turns([lambda t=t: t(img) for t in teachers.values()], seconds=a.seconds, sync=sync)
+    result["forward_ms"] = {pr: st["median"] for pr, st in zip(teachers, stats)}
 
     print(f"\nteacher precision against fp32 ({result['device']}, imgsz {a.imgsz}, batch {img.shape[0]} validation images)\n")
     print("| teacher | max abs diff, class prob | mean | DFL bin prob max | neck features rel. L2 | student grad cosine | forward ms |")

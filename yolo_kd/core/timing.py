@@ -66,21 +66,23 @@ def onnx_session(path: str | Path, threads: int | None = None, providers: Sequen
 
 
 def time_in_turns(calls: Sequence[Callable[[], object]], seconds: float = 10.0, rounds: int = 5,
-                  warmup: int = 5) -> list[dict[str, float]]:
+                  warmup: int = 5, sync: Callable[[], object] | None = None) -> list[dict[str, float]]:
     """Latency (ms) of several calls taking turns, so a busy neighbour on a shared CPU slows all of them alike.
 
     After ``warmup`` calls each, the calls take turns in ``rounds`` slices of ``seconds / rounds`` (each slice a
     :func:`time_callable`), in a different (seeded) order each round, so that a disturbance that recurs with the
     period of one round cannot land on the same call every time. Returns per call the median of its slices' medians
-    and p90s, its fastest run (``min``) and the number of ``runs``.
+    and p90s, its fastest run (``min``) and the number of ``runs``. ``sync`` as in :func:`time_callable`.
     """
     for call in calls:
         for _ in range(warmup):
             call()
+        if sync:
+            sync()
     stats: list[list[dict]] = [[] for _ in calls]
     for r in range(rounds):
         for i in np.random.default_rng(r).permutation(len(calls)) if r else range(len(calls)):
-            stats[i].append(time_callable(calls[i], warmup=1, min_runs=3, min_seconds=seconds / rounds))
+            stats[i].append(time_callable(calls[i], warmup=1, min_runs=3, min_seconds=seconds / rounds, sync=sync))
     return [{"median": float(np.median([t["median"] for t in st])), "p90": float(np.median([t["p90"] for t in st])),
              "min": min(t["min"] for t in st), "runs": sum(t["runs"] for t in st)} for st in stats]
 
