@@ -21,6 +21,7 @@ from yolo_kd.prune.pruner import (
     prune_by_ratio,
     prune_model,
     save_pruned_checkpoint,
+    zeroed_channels,
 )
 
 IMGSZ = 64
@@ -177,6 +178,90 @@ def test_prune_loop_finetunes_saves_reloads_and_exports(model_pt, data, tmp_path
     assert out.shape == (1, 4 + 4, 84)
 
 
+def _random_bn(m: nn.Module) -> nn.Module:
+    """Give every BatchNorm trained-looking statistics and affine values (a fresh one is the identity)."""
+    g = torch.Generator().manual_seed(1)
+    for b in m.modules():
+        if isinstance(b, nn.BatchNorm2d):
+            n = b.num_features
+            b.weight.data = torch.rand(n, generator=g) + 0.5
+            b.bias.data = torch.rand(n, generator=g) - 0.5
+            b.running_mean = torch.randn(n, generator=g)
+            b.running_var = torch.rand(n, generator=g) + 0.5
+    return m
+
+
+def test_silencing_a_cut_equals_the_cut_and_the_bn_cut_removes_exactly_the_silent_channels():
+    m = _random_bn(_yolo11n())
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    silenced, pruned = prune_model(m, 0.6, zero=True).eval(), prune_model(m, 0.6).eval()
+    assert count_params(silenced) == count_params(m)  # same shape, channels silenced
+    marked = zeroed_channels(silenced)
+    assert zeroed_channels(m) == {} and sum(map(len, marked.values())) > 500
+    with torch.no_grad():
+        out_m, out_s, out_p = m(x)[0], silenced(x)[0], pruned(x)[0]
+        assert (out_m - out_p).abs().max() > 0.1  # the cut changes the outputs ...
+        torch.testing.assert_close(out_s, out_p, atol=1e-3, rtol=1e-3)  # ... exactly as silencing does
+        recut = prune_model(silenced, 0.6, importance="bn").eval()  # the silent channels score 0 and go first
+        assert count_params(recut) == count_params(pruned)
+        torch.testing.assert_close(recut(x)[0], out_s, atol=1e-3, rtol=1e-3)
+
+
+def test_channel_fade_is_linear_then_zero_in_model_and_ema():
+    from types import SimpleNamespace
+
+    from yolo_kd.prune.fade import ChannelFade, fade_factor
+
+    assert [fade_factor(p, 0.5) for p in (0.0, 0.25, 0.5, 0.9)] == [1.0, 0.5, 0.0, 0.0]
+    m = _random_bn(_yolo11n())
+    name = "model.2.cv1.bn"
+    bn = dict(m.named_modules())[name]
+    w0, b0 = bn.weight.detach().clone(), bn.bias.detach().clone()
+    ema = copy.deepcopy(m)
+    fade = pickle_roundtrip(ChannelFade.of(m, {name: [0, 3]}, share=0.5))  # survives the DDP launcher's pickling
+    trainer = SimpleNamespace(model=m, ema=SimpleNamespace(ema=ema), epoch=0, epochs=4, train_loader=[0, 1])
+    fade(trainer)  # after batch 1 of 2 of epoch 1 of 4: progress 1/8 of the run, half-way through a fade over 1/2
+    assert torch.allclose(bn.weight[[0, 3]], w0[[0, 3]] * 0.75) and torch.allclose(bn.bias[[0, 3]], b0[[0, 3]] * 0.75)
+    assert torch.equal(bn.weight[1:3], w0[1:3]) and torch.equal(bn.bias[4:], b0[4:])  # other channels untouched
+    trainer.epoch = 1
+    fade(trainer)
+    fade(trainer)  # end of epoch 2 of 4: the fade is over
+    for net in (m, ema):
+        b = dict(net.named_modules())[name]
+        assert b.weight[[0, 3]].abs().sum() == 0 and b.bias[[0, 3]].abs().sum() == 0
+    assert zeroed_channels(m) == {name: [0, 3]}
+
+
+def pickle_roundtrip(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
+
+
+def test_prune_loop_with_fade_trains_the_uncut_model_then_cuts_exactly(model_pt, data, tmp_path):
+    from ultralytics import YOLO
+
+    from yolo_kd.prune.loop import prune_iteratively
+
+    r = prune_iteratively(
+        model_pt, data, target_flops=0.6, steps=1, epochs_per_step=2, fade=0.5, imgsz=IMGSZ, batch=16, device="cpu",
+        workers=0, seed=0, project=tmp_path, name="f", latency_imgsz=[], flops_imgsz=IMGSZ, plot=False,
+    )
+    base, step = r.steps
+    assert step.gflops <= 0.6 * base.gflops + 1e-9 and step.params < base.params
+    step_dir = tmp_path / "f" / "step1"
+    faded = YOLO(str(step_dir / "weights" / "last.pt")).model.float().eval()
+    silent = zeroed_channels(faded)
+    silenced = YOLO(str(step_dir / "silenced.pt")).model
+    assert silent == zeroed_channels(silenced)  # the channels chosen at the start are the ones silent at the end
+    cut = YOLO(str(r.best)).model.float().eval()
+    assert count_params(cut) == step.params and zeroed_channels(cut) == {}  # ... and the cut removed exactly them
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    with torch.no_grad():
+        torch.testing.assert_close(cut(x)[0], faded(x)[0], atol=2e-2, rtol=2e-2)  # fp16 checkpoints: cut == faded
+    assert json.loads(r.json.read_text())["fade"] == 0.5
+
+
 def _one_line_error(capsys, argv) -> str:
     from yolo_kd.commands.prune import main
 
@@ -191,6 +276,8 @@ def test_bad_input_one_line(capsys, model_pt, data, tmp_path):
     assert "out of range" in _one_line_error(capsys, [*base, "--target-flops", "1.5"])
     assert "out of range" in _one_line_error(capsys, [*base, "--target-flops", "0"])
     assert "--steps 0" in _one_line_error(capsys, [*base, "--steps", "0"])
+    assert "--fade 1.5" in _one_line_error(capsys, [*base, "--fade", "1.5"])
+    assert "uniform only" in _one_line_error(capsys, [*base, "--fade", "0.5", "--allocation", "global"])
     assert "contradict" in _one_line_error(capsys, [*base, "--teacher", str(model_pt), "--no-distill"])
     assert "not found" in _one_line_error(capsys, ["--model", str(tmp_path / "none.pt"), "--data", data])
     # a checkpoint that is not a detection model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from copy import deepcopy
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping, Sequence
 
 from torch import nn
 
@@ -36,6 +36,7 @@ def train(
     kd_cfg: str | Path | dict | None = None,
     generations: int = 1,
     assistant: str | Path | None = None,
+    callbacks: Mapping[str, Sequence[Callable]] | None = None,
     **overrides: Any,
 ):
     """Train ``student`` with distillation from ``teacher`` and return the finished :class:`KDTrainer`.
@@ -51,6 +52,8 @@ def train(
             best.pt of generation k-1 (runs ``<name>-gen<k>``). See :mod:`yolo_kd.chain`.
         assistant: teacher-assistant model (``.yaml`` or ``.pt``): ``teacher`` is distilled into it first (run
             ``<name>-assistant``), then it into the student.
+        callbacks: ``{Ultralytics event: [callables]}`` added to the trainer before it trains (one run only, not a
+            chain), e.g. ``{"on_train_batch_end": [fn]}``; they must pickle to survive the DDP launcher.
         **overrides: any Ultralytics training argument (epochs, imgsz, batch, device, project, name, ...). As in
             Ultralytics, a new run goes to ``<project>/<name>``, or ``<name>-2``, ``<name>-3`` ... when that folder
             exists, unless ``exist_ok=True`` (project default ``./runs/kd``, name default ``train``).
@@ -69,6 +72,8 @@ def train(
     if student is None:
         raise KDError("no student given: pass a .pt to fine-tune or a model .yaml (e.g. yolo11n.yaml) as student/model")
     if generations != 1 or assistant is not None:
+        if callbacks:
+            raise KDError("callbacks apply to one run: train the chain's stages one by one to give them callbacks")
         from .chain import plan_stages, run_chain
 
         if overrides.get("resume"):
@@ -100,5 +105,8 @@ def train(
     trainer = KDTrainer(overrides=args)
     if module is not None:
         trainer.model = module
+    for event, fns in (callbacks or {}).items():
+        for fn in fns:
+            trainer.add_callback(event, fn)
     trainer.train()
     return trainer

@@ -39,6 +39,9 @@ def build_parser() -> ArgParser:
     p.add_argument("--epochs-per-step", type=int, default=10, help="fine-tuning epochs after each step, 0 = none (default 10)")
     p.add_argument("--final-epochs", type=int, default=None,
                    help="fine-tuning epochs after the last step (default: --epochs-per-step); a longer final recovery")
+    p.add_argument("--fade", type=float, default=0.0, metavar="SHARE",
+                   help="train each step on the uncut model while its channels fade out over this share of its epochs, "
+                   "then cut them exactly (0 = cut first, fine-tune after) (default 0)")
     p.add_argument("--importance", default="l2", choices=sorted(IMPORTANCES), help="channel importance criterion (default l2)")
     p.add_argument("--allocation", default="uniform", choices=list(ALLOCATIONS),
                    help="how the cut is shared: uniform (every layer alike), global (least important channels anywhere), "
@@ -102,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps=args.steps,
         epochs_per_step=args.epochs_per_step,
         final_epochs=args.final_epochs,
+        fade=args.fade,
         importance=args.importance,
         round_to=args.round_to,
         allocation=args.allocation,

@@ -15,7 +15,9 @@ from typing import Any, Sequence
 from ..core.checkpoints import load_checkpoint_model, load_yolo
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
-from .pruner import check_prunable, check_prune_args, count_params, model_gflops, prune_model, save_pruned_checkpoint
+from .fade import ChannelFade
+from .pruner import (check_prunable, check_prune_args, count_params, model_gflops, prune_model, save_pruned_checkpoint,
+                     zeroed_channels)
 from .report import StepResult, markdown_table, measure_latencies, plot_map_vs_gflops
 
 #: fine-tuning settings that differ from Ultralytics' defaults (any can be overridden): no warm-up, because the
@@ -60,8 +62,14 @@ def _val_map(weights: str | Path, data: str, imgsz: int, batch: int, device: Any
     return float(metrics.box.map)
 
 
-def _check_loop_args(steps: int, epochs_per_step: int, final_epochs: int | None) -> None:
+def _check_loop_args(steps: int, epochs_per_step: int, final_epochs: int | None, fade: float = 0.0,
+                     allocation: str = "uniform") -> None:
     """The loop's own settings (the pruning settings are :func:`check_prune_args`')."""
+    if not isinstance(fade, (int, float)) or not 0.0 <= fade <= 1.0:
+        raise KDError(f"--fade {fade} is out of range: pass the share of each step's epochs over which its channels fade, "
+                      "in (0, 1], or 0 to cut first and fine-tune after")
+    if fade > 0 and allocation != "uniform":
+        raise KDError(f"--fade works with --allocation uniform only (got {allocation}): drop one of them")
     if not isinstance(steps, int) or steps < 1:
         raise KDError(f"--steps {steps} is invalid: pass 1 or more pruning steps (e.g. 4)")
     if not isinstance(epochs_per_step, int) or epochs_per_step < 0:
@@ -96,6 +104,7 @@ def prune_iteratively(
     control: bool = False,
     distill: bool = True,
     final_epochs: int | None = None,
+    fade: float = 0.0,
     **train_overrides: Any,
 ) -> PruneResult:
     """Prune ``model_path`` to ``target_flops`` of its GFLOPs in ``steps`` steps, fine-tuning after each.
@@ -118,6 +127,10 @@ def prune_iteratively(
         final_epochs: fine-tuning epochs after the last step (default ``epochs_per_step``): short fine-tunes between
             steps plus one longer final recovery is the cheapest way to recover accuracy.
         distill: False fine-tunes without any teacher (plain detection loss), e.g. when the unpruned model is weak.
+        fade: 0 cuts each step's channels first and fine-tunes after. A share in (0, 1] instead trains each step on the
+            uncut model while the channels the step removes fade out over that share of its epochs
+            (:class:`~yolo_kd.prune.fade.ChannelFade`), then cuts them, exactly (``allocation="uniform"`` only). The
+            row's "pruned" mAP is then that of the step's start with its channels silenced (what a plain cut leaves).
         plot: write the PNG; control: also fine-tune the *unpruned* model for as many epochs as all steps together,
             with the same teacher and settings: the fair reference for the pruned model's mAP.
         **train_overrides: passed to :func:`yolo_kd.train` (lr0, optimizer, workers, seed, ...).
@@ -130,7 +143,7 @@ def prune_iteratively(
     from ..data.datasets import resolve_data
 
     check_prune_args(target_flops, None, round_to, importance, allocation)
-    _check_loop_args(steps, epochs_per_step, final_epochs)
+    _check_loop_args(steps, epochs_per_step, final_epochs, fade, allocation)
     if not distill and teacher:
         raise KDError("--teacher and --no-distill contradict each other: drop one of them")
     for role, path in (("model", model_path), ("teacher", teacher)):
@@ -157,17 +170,28 @@ def prune_iteratively(
         goal = 1.0 - (1.0 - target_flops) * k / steps
         step_dir = save_dir / f"step{k}"
         keep = goal * base.gflops / model_gflops(current, flops_imgsz)  # fraction of the *current* model to keep
-        pruned = current if keep >= 1 else prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz,
-                                                       allocation=allocation)
-        pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, {"step": k, "source": str(model_path)})
-        map_pruned = _val_map(pruned_path, data, imgsz, batch, device, step_dir)
-        best_path = pruned_path
         epochs = final_epochs if k == steps and final_epochs is not None else epochs_per_step
-        if epochs > 0:
-            run = {**ft_args, "epochs": epochs, "name": f"step{k}", "close_mosaic": step_close_mosaic(k, steps, close_mosaic)}
-            trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
-            if Path(trainer.best).is_file():
-                best_path = Path(trainer.best)
+        run = {**ft_args, "epochs": epochs, "name": f"step{k}", "close_mosaic": step_close_mosaic(k, steps, close_mosaic)}
+        meta = {"step": k, "source": str(model_path)}
+        if fade > 0 and epochs > 0 and keep < 1:  # fade the step's channels out while training, then cut them
+            silenced = prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz, zero=True)
+            silenced_path = save_pruned_checkpoint(silenced, step_dir / "silenced.pt", train_args, meta)
+            map_pruned = _val_map(silenced_path, data, imgsz, batch, device, step_dir)
+            fader = ChannelFade.of(current, zeroed_channels(silenced), fade)
+            trainer = train(current, teacher=teacher, data=data, kd_cfg=kd_cfg, callbacks={"on_train_batch_end": [fader]}, **run)
+            faded, _ = load_checkpoint_model(trainer.last, "faded model")  # last: the channels are 0 only at the end
+            pruned = prune_model(faded, keep, "bn", round_to, ignore, imgsz=flops_imgsz)  # the silent channels score 0
+            best_path = pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, meta)
+        else:
+            pruned = current if keep >= 1 else prune_model(current, keep, importance, round_to, ignore, imgsz=flops_imgsz,
+                                                           allocation=allocation)
+            pruned_path = save_pruned_checkpoint(pruned, step_dir / "pruned.pt", train_args, meta)
+            map_pruned = _val_map(pruned_path, data, imgsz, batch, device, step_dir)
+            best_path = pruned_path
+            if epochs > 0:
+                trainer = train(pruned, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
+                if Path(trainer.best).is_file():
+                    best_path = Path(trainer.best)
         best_model, _ = load_checkpoint_model(best_path, "fine-tuned model")
         row = StepResult(k, goal, count_params(best_model), model_gflops(best_model, flops_imgsz), map_pruned,
                          _val_map(best_path, data, imgsz, batch, device, step_dir), str(best_path), str(pruned_path))
@@ -198,7 +222,7 @@ def prune_iteratively(
     write_json_atomic(json_path, {
         "model": str(Path(model_path).resolve()), "teacher": teacher, "distill": distill, "data": data,
         "target_flops": target_flops, "steps": steps, "epochs_per_step": epochs_per_step, "final_epochs": final_epochs,
-        "close_mosaic": close_mosaic, "importance": importance, "allocation": allocation, "round_to": round_to,
+        "close_mosaic": close_mosaic, "fade": fade, "importance": importance, "allocation": allocation, "round_to": round_to,
         "imgsz": imgsz, "flops_imgsz": flops_imgsz, "threads": threads, "stopped_early": stopped,
         "final_step": final_step, "best": str(final), "results": [asdict(r) for r in rows],
         "control": asdict(ctrl) if ctrl else None,

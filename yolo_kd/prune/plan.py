@@ -173,15 +173,28 @@ class PruningPlan:
             macs += base * (co - lost_out[m]) / co * (1.0 if _depthwise(m) else (ci - lost_in[m]) / ci)
         return macs * ((imgsz or self.trace_imgsz) / self.trace_imgsz) ** 2
 
-    def apply(self, removed: Sequence[int]) -> None:
-        """Prune in place: group ``i`` drops its ``removed[i]`` least important channels."""
+    def apply(self, removed: Sequence[int], zero: bool = False) -> None:
+        """Prune in place: group ``i`` drops its ``removed[i]`` least important channels.
+
+        With ``zero=True`` the channels stay and are silenced instead: the scale and shift of every BatchNorm in their
+        group are set to 0, so the channels output exactly 0 (SiLU(0) = 0) and removing them later changes nothing.
+        """
         for g, n in zip(self.groups, removed):
             if n > 0:
                 idxs = torch.argsort(g["scores"])[:n].tolist()
                 fn = self.dg.get_pruner_of_module(g["root"]).prune_out_channels
                 group = self.dg.get_pruning_group(g["root"], fn, idxs)
-                if self.dg.check_pruning_group(group):
+                if not self.dg.check_pruning_group(group):
+                    continue
+                if not zero:
                     group.prune()
+                    continue
+                with torch.no_grad():
+                    for dep, bn_idxs in group:
+                        bn = dep.target.module
+                        if isinstance(bn, nn.BatchNorm2d):
+                            bn.weight[list(bn_idxs)] = 0.0
+                            bn.bias[list(bn_idxs)] = 0.0
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ __all__ = [
     "ignored_modules",
     "prune_by_ratio",
     "prune_model",
+    "zeroed_channels",
 ]
 
 #: blocks that split or chunk feature maps in ways this module does not rewrite (YOLOv9/v10 families)
@@ -173,6 +174,7 @@ def prune_model(
     max_ratio: float = 0.9,
     trace_imgsz: int = 64,
     allocation: str = "uniform",
+    zero: bool = False,
 ) -> nn.Module:
     """Prune a copy of ``model`` to at most ``target_flops`` x its GFLOPs, keeping as many channels as possible.
 
@@ -191,6 +193,8 @@ def prune_model(
         allocation: how the cut is shared among groups, one of :data:`ALLOCATIONS` (``uniform``: every group loses
             the same fraction; ``global``: the least important channels anywhere; ``flops``: the least important
             per MAC they cost).
+        zero: keep the copy's shape and silence the channels the cut would remove instead (their BatchNorm scale and
+            shift set to 0, see :meth:`PruningPlan.apply`); :func:`zeroed_channels` lists them.
     Returns:
         The pruned copy (stock modules): the largest found at or under the target or, if the target is out of reach
         (e.g. too many layers ignored), the copy pruned at ``max_ratio``; :func:`model_gflops` tells which.
@@ -225,10 +229,22 @@ def prune_model(
                 trial = removed[:i] + [lighter[i]] + removed[i + 1:]
                 if fits(trial):
                     removed = trial
-            plan.apply(removed)
-        if model_gflops(out, imgsz) <= goal * (1 + 1e-6) or b >= hi:
+            plan.apply(removed, zero=zero)
+        if zero or model_gflops(out, imgsz) <= goal * (1 + 1e-6) or b >= hi:
             return out
         lo = b / hi + 1e-3  # as a fraction of the search range
+    return out
+
+
+def zeroed_channels(model: nn.Module) -> dict[str, list[int]]:
+    """``{BatchNorm name: channel indices}`` of the channels whose BatchNorm scale and shift are both exactly 0: the
+    channels a ``prune_model(..., zero=True)`` copy silenced (a trained BatchNorm has no such channel otherwise)."""
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.BatchNorm2d):
+            idx = torch.nonzero((m.weight.detach() == 0) & (m.bias.detach() == 0)).flatten().tolist()
+            if idx:
+                out[name] = idx
     return out
 
 
