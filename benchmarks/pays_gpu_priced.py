@@ -52,14 +52,16 @@ ROWS = [
 
 
 def runs(file: str, prefix: str) -> dict[int, float]:
-    """mAP50-95 (points) by seed of the runs in ``file`` whose run_dir starts with ``prefix``; {} when the file is missing."""
+    """mAP50-95 (points) by seed of the runs in ``file`` whose run_dir starts with ``prefix``; {} when the file is missing.
+
+    Seeds trained later are reported by their own ``compare.py --runs`` beside it: ``<stem>-seedN.json`` is read too.
+    """
     path = ROOT / file
-    if not path.is_file():
-        return {}
     found = {}
-    for r in json.loads(path.read_text())["runs"]:
-        if r["run_dir"].startswith(prefix + "-seed") and r["status"] == "ok":
-            found[int(r["seed"])] = 100 * r["map"]
+    for part in ([path] if path.is_file() else []) + sorted(path.parent.glob(f"{path.stem}-seed*.json")):
+        for r in json.loads(part.read_text())["runs"]:
+            if r["run_dir"].startswith(prefix + "-seed") and r["status"] == "ok":
+                found[int(r["seed"])] = 100 * r["map"]
     return found
 
 
