@@ -29,7 +29,7 @@ ROWS = [
      {108: ("plateau/compare-e108-nbs16.json", "runs/plateau/e108-nbs16/vanilla"),
       117: ("plateau/compare-e117-nbs16.json", "runs/plateau/e117-nbs16/vanilla"),
       140: ("plateau/compare-e140-nbs16.json", "runs/plateau/e140-nbs16/vanilla")}),
-    ("demo preset, nbs=64, 2 seeds", ("plateau/compare-e100-nbs64.json", "runs/plateau/e100-nbs64/kd"), 100, 90,
+    ("demo preset, nbs=64, 3 seeds", ("plateau/compare-e100-nbs64.json", "runs/plateau/e100-nbs64/kd"), 100, 90,
      {114: ("plateau/compare-e114-nbs64.json", "runs/plateau/e114-nbs64/vanilla"),
       124: ("plateau/compare-e124-nbs64.json", "runs/plateau/e124-nbs64/vanilla"),
       140: ("plateau/compare-e140-nbs64.json", "runs/plateau/e140-nbs64/vanilla")}),
