@@ -19,35 +19,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "docs" / "bench" / "pays"
 RATIOS = {"batch 16": 1.15, "batch 64": 1.26}  # docs/bench/gpu.md, yolo11s -> yolo11n, 640, AMP, H200
 
-# label, distilled runs (file, run_dir prefix), epochs, distilled epochs, vanilla runs by epochs {epochs: (file, prefix)}
+# vanilla runs by epochs, {epochs: (file, run_dir prefix)}, shared by the rows that compare against them
+DEMO16 = {108: ("plateau/compare-e108-nbs16.json", "runs/plateau/e108-nbs16/vanilla"),
+          117: ("plateau/compare-e117-nbs16.json", "runs/plateau/e117-nbs16/vanilla"),
+          140: ("plateau/compare-e140-nbs16.json", "runs/plateau/e140-nbs16/vanilla")}
+DEMO64 = {114: ("plateau/compare-e114-nbs64.json", "runs/plateau/e114-nbs64/vanilla"),
+          124: ("plateau/compare-e124-nbs64.json", "runs/plateau/e124-nbs64/vanilla"),
+          140: ("plateau/compare-e140-nbs64.json", "runs/plateau/e140-nbs64/vanilla")}
+BENCH60 = {66: ("bench-e15-tn/e60-until-tn-e66-report/compare.json", "runs/e66/vanilla"),
+           70: ("bench-until50/compare.json", "runs/e70/vanilla")}
+BENCH15 = {17: ("bench-e15-tn/e15-tn-e17-report/compare.json", "runs/e17/vanilla"),
+           18: ("bench-e15/e15-until-report/compare.json", "runs/e18/vanilla"),
+           20: ("bench-e15/e20-report/compare.json", "runs/e20/vanilla")}
+BENCH40 = {47: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e47"), 51: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e51")}
+
+# label, distilled runs (file, run_dir prefix), epochs, distilled epochs, vanilla runs by epochs
 ROWS = [
-    ("demo preset, nbs=16, 3 seeds", ("plateau/compare-e100-nbs16.json", "runs/plateau/e100-nbs16/kd"), 100, 90,
-     {108: ("plateau/compare-e108-nbs16.json", "runs/plateau/e108-nbs16/vanilla"),
-      117: ("plateau/compare-e117-nbs16.json", "runs/plateau/e117-nbs16/vanilla"),
-      140: ("plateau/compare-e140-nbs16.json", "runs/plateau/e140-nbs16/vanilla")}),
-    ("demo preset, nbs=16, kd_until=0.5", ("plateau/compare-e100-nbs16-until50.json", "runs/plateau/e100-nbs16-until50/kd"), 100, 50,
-     {108: ("plateau/compare-e108-nbs16.json", "runs/plateau/e108-nbs16/vanilla"),
-      117: ("plateau/compare-e117-nbs16.json", "runs/plateau/e117-nbs16/vanilla"),
-      140: ("plateau/compare-e140-nbs16.json", "runs/plateau/e140-nbs16/vanilla")}),
-    ("demo preset, nbs=64, 3 seeds", ("plateau/compare-e100-nbs64.json", "runs/plateau/e100-nbs64/kd"), 100, 90,
-     {114: ("plateau/compare-e114-nbs64.json", "runs/plateau/e114-nbs64/vanilla"),
-      124: ("plateau/compare-e124-nbs64.json", "runs/plateau/e124-nbs64/vanilla"),
-      140: ("plateau/compare-e140-nbs64.json", "runs/plateau/e140-nbs64/vanilla")}),
+    ("demo preset, nbs=16, 3 seeds", ("plateau/compare-e100-nbs16.json", "runs/plateau/e100-nbs16/kd"), 100, 90, DEMO16),
+    ("demo preset, nbs=16, kd_until=0.5", ("plateau/compare-e100-nbs16-until50.json", "runs/plateau/e100-nbs16-until50/kd"),
+     100, 50, DEMO16),
+    ("demo preset, nbs=64, 3 seeds", ("plateau/compare-e100-nbs64.json", "runs/plateau/e100-nbs64/kd"), 100, 90, DEMO64),
     ("bench preset, nbs=16, 2 seeds", ("t60/compare.json", "runs/e60t60/kd"), 60, 50,
-     {66: ("bench-e15-tn/e60-until-tn-e66-report/compare.json", "runs/e66/vanilla"),
-      70: ("bench-until50/compare.json", "runs/e70/vanilla"),
-      80: ("t60/compare.json", "runs/e60/vanilla-eqtime")}),
-    ("bench preset, nbs=16, kd_until=0.5", ("bench-until50/compare.json", "runs/e60-until50/kd"), 60, 30,
-     {66: ("bench-e15-tn/e60-until-tn-e66-report/compare.json", "runs/e66/vanilla"),
-      70: ("bench-until50/compare.json", "runs/e70/vanilla")}),
-    ("bench preset, nbs=16, 15 epochs, 3 seeds", ("bench-e15/e15-report/compare.json", "runs/e15/kd"), 15, 15,
-     {17: ("bench-e15-tn/e15-tn-e17-report/compare.json", "runs/e17/vanilla"),
-      18: ("bench-e15/e15-until-report/compare.json", "runs/e18/vanilla"),
-      20: ("bench-e15/e20-report/compare.json", "runs/e20/vanilla")}),
-    ("bench preset, nbs=64, 40 epochs", ("e40-nbs64/compare.json", "runs/pays40/kd-until1.0"), 40, 30,
-     {47: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e47"), 51: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e51")}),
-    ("bench preset, nbs=64, 40 epochs, kd_until=0.5", ("e40-nbs64/compare.json", "runs/pays40/kd-until0.5"), 40, 20,
-     {47: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e47"), 51: ("e40-nbs64/compare.json", "runs/pays40/vanilla-e51")}),
+     {**BENCH60, 80: ("t60/compare.json", "runs/e60/vanilla-eqtime")}),
+    ("bench preset, nbs=16, kd_until=0.5", ("bench-until50/compare.json", "runs/e60-until50/kd"), 60, 30, BENCH60),
+    ("bench preset, nbs=16, 15 epochs, 3 seeds", ("bench-e15/e15-report/compare.json", "runs/e15/kd"), 15, 15, BENCH15),
+    ("bench preset, nbs=64, 40 epochs", ("e40-nbs64/compare.json", "runs/pays40/kd-until1.0"), 40, 30, BENCH40),
+    ("bench preset, nbs=64, 40 epochs, kd_until=0.5", ("e40-nbs64/compare.json", "runs/pays40/kd-until0.5"), 40, 20, BENCH40),
 ]
 
 
@@ -71,14 +68,15 @@ def main() -> None:
     print("|---|---|" + "---|" * len(RATIOS))
     for label, (kd_file, kd_prefix), epochs, distilled, vanilla in ROWS:
         kd = runs(kd_file, kd_prefix)
+        trained = {e: found for e, where in sorted(vanilla.items()) if (found := runs(*where))}
         cells = []
         for ratio in RATIOS.values():
             need = distilled * ratio + (epochs - distilled)
-            fits = [e for e in sorted(vanilla) if e >= need and runs(*vanilla[e])]
+            fits = [e for e in trained if e >= need]
             if not fits:
                 cells.append(f"{need:.0f}: no vanilla run that long")
                 continue
-            van = runs(*vanilla[fits[0]])
+            van = trained[fits[0]]
             seeds = sorted(set(kd) & set(van))
             deltas = [kd[s] - van[s] for s in seeds]
             mean = sum(deltas) / len(deltas)

@@ -207,6 +207,12 @@ def test_silencing_a_cut_equals_the_cut_and_the_bn_cut_removes_exactly_the_silen
         torch.testing.assert_close(recut(x)[0], out_s, atol=1e-3, rtol=1e-3)
 
 
+def pickle_roundtrip(obj):
+    import pickle
+
+    return pickle.loads(pickle.dumps(obj))
+
+
 def test_channel_fade_is_linear_then_zero_in_model_and_ema():
     from types import SimpleNamespace
 
@@ -230,12 +236,6 @@ def test_channel_fade_is_linear_then_zero_in_model_and_ema():
         b = dict(net.named_modules())[name]
         assert b.weight[[0, 3]].abs().sum() == 0 and b.bias[[0, 3]].abs().sum() == 0
     assert zeroed_channels(m) == {name: [0, 3]}
-
-
-def pickle_roundtrip(obj):
-    import pickle
-
-    return pickle.loads(pickle.dumps(obj))
 
 
 def test_prune_loop_with_fade_trains_the_uncut_model_then_cuts_exactly(model_pt, data, tmp_path):

@@ -64,15 +64,27 @@ class ChannelFade:
         start = {k: (bns[k].weight[list(v)], bns[k].bias[list(v)]) for k, v in channels.items()}
         return cls(channels, start, share)
 
+    def _on(self, device: torch.device) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``{name: (indices, start scale, start shift)}`` on ``device``, copied there once, not every batch."""
+        cache = self.__dict__.setdefault("_device_copies", {})
+        if device not in cache:
+            cache[device] = {k: (torch.tensor(idx, device=device), *(t.to(device) for t in self.start[k]))
+                             for k, idx in self.channels.items()}
+        return cache[device]
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_device_copies", None)  # device tensors stay with the process that made them
+        return state
+
     def apply(self, model: nn.Module, factor: float) -> None:
         """Set the fading channels of ``model`` (a DetectionModel, possibly wrapped) to ``factor`` x their start."""
-        bns = dict(_student(model).named_modules())
+        student = _student(model)
         with torch.no_grad():
-            for name, idx in self.channels.items():
-                bn = bns[name]
-                w0, b0 = self.start[name]
-                bn.weight[idx] = (w0 * factor).to(bn.weight.dtype).to(bn.weight.device)
-                bn.bias[idx] = (b0 * factor).to(bn.bias.dtype).to(bn.bias.device)
+            for name, (idx, w0, b0) in self._on(next(student.parameters()).device).items():
+                bn = student.get_submodule(name)
+                bn.weight.index_copy_(0, idx, (w0 * factor).to(bn.weight.dtype))
+                bn.bias.index_copy_(0, idx, (b0 * factor).to(bn.bias.dtype))
 
     def __call__(self, trainer) -> None:
         if trainer.epoch != self._epoch:  # a new epoch: restart the batch count
