@@ -5,7 +5,8 @@
         "vanilla 100=runs/plateau/e100-nbs16/vanilla-seed*" "yolo_kd 100=runs/plateau/e100-nbs16/kd-seed*:1.35" \
         "vanilla 140=runs/plateau/e140-nbs16/vanilla-seed*"
 
-Each group is ``label=glob[:cost]``: the run folders' results.csv, and the cost of one epoch in vanilla epochs (default
+Each group is ``label=glob[:cost]``: the run folders' results.csv (or results CSV files, e.g. those kept in
+docs/bench/pays/plateau/), and the cost of one epoch in vanilla epochs (default
 1; e.g. the distilled/vanilla time ratio), which places the curve on the compute axis of the right-hand panel.
 """
 
@@ -33,7 +34,7 @@ def parse_group(text: str) -> tuple[str, list[str], float]:
             pass  # a ':' that belongs to the glob
     runs = sorted(glob.glob(pattern))
     if not label or not runs:
-        raise SystemExit(f"group '{text}': give label=glob[:cost] matching finished run folders")
+        raise SystemExit(f"group '{text}': give label=glob[:cost] matching finished run folders or results CSV files")
     return label, runs, cost
 
 

@@ -195,15 +195,17 @@ def describe_run(run_dir: Path) -> tuple[str, str, int]:
 
 
 def read_curve(run_dir: Path) -> tuple[list[float], float, float]:
-    """mAP50-95 per epoch, median seconds per epoch and total seconds (train + val) from results.csv.
+    """mAP50-95 per epoch, median seconds per epoch and total seconds (train + val) from a run folder's results.csv
+    (or from a results CSV file given directly, e.g. one kept under docs/).
 
     The median keeps one epoch slowed by unrelated load on a shared machine from moving the figure.
     """
     import csv
 
     rows = []
-    if (run_dir / "results.csv").exists():
-        with open(run_dir / "results.csv") as f:
+    table = run_dir if run_dir.suffix == ".csv" else run_dir / "results.csv"
+    if table.exists():
+        with open(table) as f:
             rows = list(csv.DictReader(f))
     curve = [float(r[METRIC_KEYS["map"]]) for r in rows if r.get(METRIC_KEYS["map"]) not in (None, "")]
     times = [float(r["time"]) for r in rows]
