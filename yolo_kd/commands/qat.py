@@ -3,8 +3,9 @@
     python tools/qat.py --model best.pt --teacher teacher.pt --data my.yaml --epochs 10
     python tools/qat.py --resume runs/qat/exp/train/weights/last.pt
 
-Writes ``<project>/<name>/``: ``train/`` (the fine-tuning run), ``qat_int8.onnx`` (QDQ, INT8 kernels in
-onnxruntime, decode float), ``qat_int8_openvino_model/`` (with OpenVINO installed), the parent's
+Writes ``<project>/<name>/``: ``train/`` (the fine-tuning run), ``qat_int8.onnx`` (QDQ, every op PTQ
+quantizes in INT8 with QAT's scales, decode float: the onnxruntime file), ``qat_int8_convs.onnx`` (only the
+convolutions quantized: exactly the trained network), ``qat_int8_openvino_model/`` (with OpenVINO installed), the parent's
 ``parent_fp32.onnx`` and ``parent_ptq_int8.onnx`` for comparison, ``qat_report.md``/``.json``. Like Ultralytics, an
 existing ``<name>`` gives ``<name>-2`` unless ``--exist-ok``. Every option is also a ``key=value``; other
 Ultralytics training arguments (lr0, optimizer, workers, seed, fraction, ...) pass through to the fine-tuning.

@@ -4,13 +4,17 @@
 (:mod:`yolo_kd.quantize.fake_quant`) while a teacher distils into it, through the ordinary distillation trainer
 (:func:`yolo_kd.train`: ``KDTrainer``, ``KDModel`` and its terms; no teacher = plain detection loss). Then:
 
-1. the fake-quantized ``best.pt`` -> Ultralytics' ONNX exporter -> ``qat_int8.onnx``: PyTorch writes every fake
-   quantizer as a QuantizeLinear/DequantizeLinear pair with the scale learned in training, so the file computes
-   what the trained network computed, and onnxruntime fuses each ``DQ -> Conv -> Q`` into an INT8 ``QLinearConv``;
-   the decode (head output convs, DFL, concat) has no Q/DQ and stays float, as on the PTQ path;
-2. with OpenVINO installed: the same file as an OpenVINO IR (``qat_int8_openvino_model/``; OpenVINO turns the
-   Q/DQ pairs into its own FakeQuantize and runs the convolutions in INT8);
-3. the parent (the model QAT started from) as FP32 ONNX and as PTQ INT8 ONNX (:func:`yolo_kd.quantize.ptq.export_int8`),
+1. the fake-quantized ``best.pt`` -> Ultralytics' ONNX exporter -> ``qat_int8_convs.onnx``: PyTorch writes every
+   fake quantizer as a QuantizeLinear/DequantizeLinear pair with the scale learned in training, so the file computes
+   what the trained network computed (convolutions INT8, SiLU/Add/Concat float between them);
+2. ``qat_int8.onnx``, the file for onnxruntime (:mod:`yolo_kd.quantize.qat_graph`): the same graph with every other
+   op PTQ quantizes (SiLU's Sigmoid and Mul, Add, Concat, MaxPool, Resize) quantized too, by onnxruntime's
+   ``quantize_static`` calibrated on train images, while every tensor QAT quantized keeps QAT's scale and every
+   weight QAT's integers; onnxruntime then runs it as fast as the PTQ file instead of converting around every
+   activation. The decode (head output convs, DFL, concat) stays float, as on the PTQ path;
+3. with OpenVINO installed: ``qat_int8_convs.onnx`` as an OpenVINO IR (``qat_int8_openvino_model/``; OpenVINO turns
+   the Q/DQ pairs into its own FakeQuantize, fuses SiLU into its INT8 convolutions and runs them in INT8);
+4. the parent (the model QAT started from) as FP32 ONNX and as PTQ INT8 ONNX (:func:`yolo_kd.quantize.ptq.export_int8`),
    on the same calibration images, and the side-by-side report (:mod:`yolo_kd.quantize.report`: size, INT8
    share, latency, mAP50-95 of every file, validated the same way).
 
@@ -35,6 +39,7 @@ from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.log import LOGGER
 from .fake_quant import insert_fake_quant, is_qat, set_fake_quant, set_observers
+from .qat_graph import Completion, complete_for_onnxruntime
 
 #: fine-tuning settings that differ from Ultralytics' defaults: the model is trained already, and a warm-up's high
 #: bias learning rate would undo it (as for pruning's fine-tunes)
@@ -48,7 +53,9 @@ class QATResult:
 
     save_dir: Path
     best: Path  # fake-quantized checkpoint (loads in Ultralytics with yolo_kd importable)
-    int8_onnx: Path
+    int8_onnx: Path  # every op PTQ quantizes in INT8, QAT's scales and integers kept: the file for onnxruntime
+    int8_convs_onnx: Path | None = None  # convolutions only: exactly the trained network; the OpenVINO IR's source
+    completion: Completion | None = None  # what the onnxruntime file kept from QAT
     openvino_int8: Path | None = None
     parent_fp32: Path | None = None
     parent_ptq: Path | None = None
@@ -58,17 +65,24 @@ class QATResult:
 
 
 # ------------------------------------------------------------------------------------------------ preparation
-def calibration_batches(data: str, n: int, imgsz: int) -> list[torch.Tensor]:
-    """``n`` letterboxed train images (never val) as (1, 3, imgsz, imgsz) tensors: the PTQ path's calibration set."""
-    import cv2
-
-    from .calibration import calibration_files, letterbox_tensor, load_calibration
+def calibration_images(data: str, n: int, imgsz: int) -> list[Path]:
+    """``n`` readable train images (never val): the PTQ path's calibration set (its notes logged)."""
+    from .calibration import calibration_files, load_calibration
 
     files, notes = calibration_files(data, n, split="train")
     files, more = load_calibration(files, imgsz)
     for msg in notes + more:
         LOGGER.warning(msg)
-    return [torch.from_numpy(letterbox_tensor(cv2.imread(str(f)), imgsz)) for f in files]
+    return files
+
+
+def calibration_batches(data: str, n: int, imgsz: int) -> list[torch.Tensor]:
+    """:func:`calibration_images` letterboxed as (1, 3, imgsz, imgsz) tensors."""
+    import cv2
+
+    from .calibration import letterbox_tensor
+
+    return [torch.from_numpy(letterbox_tensor(cv2.imread(str(f)), imgsz)) for f in calibration_images(data, n, imgsz)]
 
 
 def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor]) -> torch.nn.Module:
@@ -256,9 +270,17 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     from .openvino_ir import ir_dir
     from .ptq import export_int8
 
-    res = QATResult(save_dir, best, export_qat_onnx(best, save_dir / "qat_int8.onnx", imgsz))
+    convs = export_qat_onnx(best, save_dir / "qat_int8_convs.onnx", imgsz)
+    int8 = save_dir / "qat_int8.onnx"
+    done = complete_for_onnxruntime(convs, int8, calibration_images(data, calib_images, imgsz), imgsz)
+    LOGGER.info(f"yolo_kd: QAT: {int8.name} keeps QAT's scales for {done.activations} activations and its integers for "
+                f"{done.weights} weights; the ops QAT left float are quantized with calibrated ranges"
+                + (f" ({done.merged} tensors QAT quantized twice keep their widest range)" if done.merged else "")
+                + (f"; {len(done.missing)} recorded tensors were renamed by pre-processing and calibrated instead"
+                   if done.missing else ""))
+    res = QATResult(save_dir, best, int8, convs, done)
     if "openvino" in backends:
-        res.openvino_int8 = export_qat_openvino(res.int8_onnx, ir_dir(save_dir, "qat_int8"))
+        res.openvino_int8 = export_qat_openvino(convs, ir_dir(save_dir, "qat_int8"))
     models: dict[str, Path] = {}
     if ptq or report:
         exp = export_int8(parent, data, imgsz=imgsz, calib_images=calib_images, out_dir=save_dir,
@@ -286,5 +308,5 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     return res
 
 
-__all__ = ["QATResult", "prepare_qat", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_openvino",
+__all__ = ["QATResult", "prepare_qat", "calibration_images", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_openvino",
            "run_qat", "export_and_report"]
