@@ -292,6 +292,7 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
         if ptq:
             models["PTQ INT8 ONNX (parent)"] = exp.int8_onnx
     models["QAT INT8 ONNX"] = res.int8_onnx
+    models["QAT INT8 ONNX, convolutions only"] = convs
     if res.openvino_int8 is not None:
         if ptq and exp.openvino_int8 is not None:
             models["PTQ INT8 IR (parent)"] = exp.openvino_int8

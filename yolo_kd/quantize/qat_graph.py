@@ -2,7 +2,8 @@
 
 QAT fake-quantizes convolutions only (:mod:`yolo_kd.quantize.fake_quant`), so its QDQ file runs SiLU (Sigmoid, Mul),
 Add, Concat, MaxPool and Resize in float between Q/DQ pairs. onnxruntime then dequantizes and requantizes around
-every activation, and the file ran slower than the FP32 model (41 against 28 ms for PTQ's all-ops file, 640 px).
+every activation: the edge chain's pruned yolo11n ran in 41 ms at 640 px, against 30 ms as FP32 and 28 ms as PTQ's
+all-ops file (docs/int8.md).
 
 :func:`complete_for_onnxruntime` keeps what QAT learned and lets onnxruntime's own quantizer do the rest:
 
@@ -10,15 +11,20 @@ every activation, and the file ran slower than the FP32 model (41 against 28 ms 
    applied (scale, zero point; per output channel for weights) is recorded as a ``TensorQuantOverrides`` entry for the
    float tensor. Weights are stored at their dequantized int8 values, so requantizing them with the recorded scales
    gives back exactly QAT's integers.
-2. The PTQ path's ``quantize_static`` (:func:`yolo_kd.quantize.ptq.quantize_onnx`: all op types, u8 activations, the
-   decode kept float) quantizes that graph, calibrated on train images, with the overrides: every tensor QAT
-   quantized keeps QAT's scale; only the tensors QAT left float (the Sigmoid outputs, Add and Concat results, ...)
-   get calibrated ranges.
+2. :func:`saturating_copy` is that float graph with every tensor QAT quantized clipped to its QAT range. A QAT
+   network needs the clipping (its ranges were fixed while it trained; the plain float graph of a 5-epoch QAT run
+   scored 0.03 mAP50-95 where its INT8 file scored 80.6), so the ranges of the tensors QAT left float (the Sigmoid
+   outputs, Add and Concat results, ...) are calibrated on it (:func:`calibrate_ranges`, onnxruntime's calibrator,
+   train images, the PTQ path's method).
+3. The PTQ path's ``quantize_static`` (:func:`yolo_kd.quantize.ptq.quantize_onnx`: all op types, u8 activations,
+   the decode kept float) quantizes the float graph with all of it as overrides: every weight gets QAT's integers,
+   every tensor QAT quantized QAT's scale, every other tensor its range from step 2.
 
-onnxruntime gives the output of a data-movement op (Split, Reshape, MaxPool, ...) its input's scale, so QAT's scale
-for such an output (a C3k2 bottleneck reads a Split chunk) is moved to the op's input
-(:func:`lift_through_shared_ops`). A tensor that QAT quantized twice (a convolution's output that is the next convolution's input, with no activation
-between them; a neck feature read by two head branches) keeps the widest of its ranges. Those are counted.
+Where onnxruntime gives a data-movement op's output its input's scale (a Split chunk that a C3k2 bottleneck reads
+through its own quantizer), that output keeps the scale of the tensor before the op, not QAT's: in yolo11n, 13 of the
+81 convolution inputs. Keeping those ops float to requantize them gave the same mAP and cost time, so they are not.
+A tensor that QAT quantized twice (a neck feature read by two head branches, when their scales differ) keeps the
+widest of its ranges; those are counted.
 """
 
 from __future__ import annotations
@@ -137,26 +143,72 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
     return model, overrides, len(merged)
 
 
-#: ops whose INT8 output onnxruntime's quantizer gives the scale of their input (they move data, not values)
-SHARED_SCALE_OPS = ("Split", "Reshape", "Transpose", "Slice", "Squeeze", "Unsqueeze", "Flatten", "Gather", "MaxPool",
-                    "Resize")
+def saturating_copy(model: onnx.ModelProto, overrides: dict[str, list[dict]]) -> onnx.ModelProto:
+    """A copy of the float graph in which every activation QAT quantized saturates at its QAT range (a Clip).
 
+    A network trained with fake quantization relies on it: the ranges were held fixed while it trained, and values
+    beyond them were clipped with no gradient, so without the clipping its activations run away (the plain float
+    graph of a QAT run scored 0.03 mAP50-95 where its INT8 file scored 80). The ranges of the tensors QAT left float
+    are calibrated on this copy, which computes what the QAT network computes up to the rounding."""
+    import copy
 
-def lift_through_shared_ops(model: onnx.ModelProto, overrides: dict[str, list[dict]]) -> int:
-    """Move the overrides of a data-movement op's outputs (:data:`SHARED_SCALE_OPS`) to its input, in place.
-
-    onnxruntime quantizes such an output with its input's scale, so an override on the output would be dropped:
-    QAT's scale for a C3k2 bottleneck's input (a Split chunk) is applied to the tensor before the Split instead
-    (the widest when several chunks have one). Returns the number of inputs that received an override."""
-    moved = 0
-    for node in reversed(model.graph.node):  # consumers first, so chains (Reshape -> Split) carry through
-        if node.op_type not in SHARED_SCALE_OPS or node.input[0] in overrides:
+    m = copy.deepcopy(model)
+    g = m.graph
+    weights = {i.name for i in g.initializer}
+    for name, over in overrides.items():
+        if name in weights:
             continue
-        found = [overrides[o] for o in node.output if o in overrides and "axis" not in overrides[o][0]]
-        if found:
-            overrides[node.input[0]] = max(found, key=lambda o: float(o[0]["scale"]))
-            moved += 1
-    return moved
+        scale, zp = float(over[0]["scale"]), int(over[0]["zero_point"])
+        info = np.iinfo(np.asarray(over[0]["zero_point"]).dtype)
+        lo, hi, clipped = f"{name}_qat_lo", f"{name}_qat_hi", f"{name}_qat_clipped"
+        g.initializer.extend([numpy_helper.from_array(np.array((info.min - zp) * scale, np.float32), lo),
+                              numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
+        for n in g.node:
+            for k, i in enumerate(n.input):
+                if i == name:
+                    n.input[k] = clipped
+        g.node.append(onnx.helper.make_node("Clip", [name, lo, hi], [clipped], name=f"{name}_qat_clip"))
+    return _sorted(m)
+
+
+def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with its nodes in topological order (ONNX requires it; appended Clips come before their readers)."""
+    g = model.graph
+    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+    pending, order = list(g.node), []
+    while pending:
+        rest = [n for n in pending if not all(i in ready for i in n.input)]
+        done = [n for n in pending if all(i in ready for i in n.input)]
+        if not done:
+            raise ValueError("the graph has a cycle or a missing input")
+        for n in done:
+            ready.update(n.output)
+        order += done
+        pending = rest
+    del g.node[:]
+    g.node.extend(order)
+    return model
+
+
+def calibrate_ranges(model: onnx.ModelProto, files: Sequence[Path], imgsz: int, method: str = "percentile"
+                     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """(rmin, rmax) of every tensor of ``model`` over ``files``, by onnxruntime's calibrator (``method`` as for PTQ;
+    a tensor the histogram cannot bin falls back to MinMax)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    from .calibration import make_reader, minmax_fallback
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with tempfile.TemporaryDirectory(prefix="yolo_kd_cal_") as tmp:
+        path = Path(tmp) / "calib.onnx"
+        onnx.save(model, str(path))
+        calibrator = create_calibrator(path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=methods[method])
+        with minmax_fallback(method):
+            calibrator.collect_data(make_reader(files, imgsz, model.graph.input[0].name))
+            data = calibrator.compute_data()
+    return {name: tuple(np.asarray(v, np.float32) for v in d.range_value[:2]) for name, d in data.items()}
 
 
 def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Sequence[Path], imgsz: int,
@@ -167,7 +219,7 @@ def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Seque
     from .ptq import QuantSettings, _copy_metadata, quantize_onnx
 
     model, overrides, merged = strip_qdq(onnx.load(str(qdq_onnx)))
-    lift_through_shared_ops(model, overrides)
+    ranges = calibrate_ranges(saturating_copy(model, overrides), files, imgsz, method)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="yolo_kd_qatc_", dir=out.parent) as tmp:
         float_path = Path(tmp) / "qat_float.onnx"
@@ -175,7 +227,9 @@ def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Seque
         _copy_metadata(qdq_onnx, float_path)
         present = _tensor_names(float_path)
         kept = {k: v for k, v in overrides.items() if k in present}
-        settings = QuantSettings(extra_options={"TensorQuantOverrides": kept})
+        # the tensors QAT left float: the ranges they have in the saturating copy, not in the runaway float graph
+        calibrated = {k: [{"rmin": lo, "rmax": hi}] for k, (lo, hi) in ranges.items() if k in present and k not in kept}
+        settings = QuantSettings(extra_options={"TensorQuantOverrides": {**calibrated, **kept}})
         quantize_onnx(float_path, out, files, imgsz, method=method, keep_float=FLOAT_GROUPS, settings=settings)
     weights = {i.name for i in model.graph.initializer}
     n_w = sum(1 for k in kept if k in weights)
@@ -195,4 +249,5 @@ def _tensor_names(path: Path) -> set[str]:
             | {o for n in m.graph.node for o in n.output})
 
 
-__all__ = ["Completion", "SHARED_SCALE_OPS", "strip_qdq", "lift_through_shared_ops", "complete_for_onnxruntime"]
+__all__ = ["Completion", "strip_qdq", "saturating_copy", "calibrate_ranges",
+           "complete_for_onnxruntime"]
