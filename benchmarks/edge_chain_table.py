@@ -42,7 +42,7 @@ def _checkpoint(out: Path, stage: tuple, seed: int) -> Path:
 def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
     """The stage's ONNX file at ``imgsz`` (exported once, cached beside its run)."""
     from yolo_kd.quantize.ptq import export_fp32, export_int8
-    from yolo_kd.quantize.qat import export_qat_onnx
+    from yolo_kd.quantize.qat import export_qat_int8
     from yolo_kd.core.checkpoints import load_yolo
 
     key, _, prefix, what = stage
@@ -65,7 +65,7 @@ def _onnx(out: Path, stage: tuple, seed: int, imgsz: int, data: str) -> Path:
         parent = out / f"prune-s{seed}" / "weights" / "best.pt"
         return export_int8(parent, data, imgsz=imgsz, calib_images=128, out_dir=run, fp32_name=f"chain_parent_{imgsz}.onnx",
                            int8_name=target.name, backend="onnxruntime").int8_onnx
-    return export_qat_onnx(run / "train" / "weights" / "best.pt", target, imgsz)
+    return export_qat_int8(run / "train" / "weights" / "best.pt", run, imgsz, data, 128, name=target.stem)[0]
 
 
 def verdicts(results: list[dict]) -> list[str]:
@@ -163,11 +163,14 @@ def main() -> None:
     maps = {s[0]: [onnx_map(_onnx(out, s, seed, a.imgsz, a.data), a.data, a.imgsz)[1] for seed in a.seeds]
             for s in stages}
     files = {s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] != "openvino"}
-    if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8), and NNCF's IR
+    if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8; for QAT the
+        # convolutions-only file, as tools/qat.py converts it), and NNCF's IR
         from yolo_kd.quantize.openvino_ir import ir_dir, onnx_to_ir
+        from yolo_kd.quantize.qat import convs_file
 
+        sources = {k: convs_file(f) if k.startswith("qat") else f for k, f in files.items()}
         files |= {f"{k}_ov": ir_dir(f.parent, f.stem) if ir_dir(f.parent, f.stem).is_dir() else onnx_to_ir(f, ir_dir(f.parent, f.stem))
-                  for k, f in list(files.items())}
+                  for k, f in sources.items()}
         files |= {f"{s[0]}_ov": _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] == "openvino"}
     measured = {r.name: r for r in measure_all(files, a.data, a.lat_imgsz, threads=a.threads,
                                                latency_seconds=a.latency_seconds, with_map=False)}

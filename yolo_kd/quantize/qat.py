@@ -176,6 +176,27 @@ def fold_weight_quantization(path: str | Path) -> int:
     return folded
 
 
+def convs_file(int8_onnx: Path) -> Path:
+    """Where :func:`export_qat_int8` puts the convolutions-only file beside ``<name>.onnx``."""
+    return int8_onnx.with_name(f"{int8_onnx.stem}_convs.onnx")
+
+
+def export_qat_int8(best: str | Path, out_dir: Path, imgsz: int, data: str, calib_images: int,
+                    name: str = "qat_int8") -> tuple[Path, Path, Completion]:
+    """The QAT checkpoint ``best`` as ``<name>_convs.onnx`` (:func:`export_qat_onnx`: exactly the trained network)
+    and ``<name>.onnx`` (every op PTQ quantizes in INT8, QAT's scales kept: the onnxruntime file), calibrated on
+    ``calib_images`` train images of ``data``. Returns (onnxruntime file, convolutions-only file, what was kept)."""
+    int8 = Path(out_dir) / f"{name}.onnx"
+    convs = export_qat_onnx(best, convs_file(int8), imgsz)
+    done = complete_for_onnxruntime(convs, int8, calibration_images(data, calib_images, imgsz), imgsz)
+    LOGGER.info(f"yolo_kd: QAT: {int8.name} keeps QAT's scales for {done.activations} activations and its integers for "
+                f"{done.weights} weights; the ops QAT left float are quantized with ranges calibrated under QAT's clipping"
+                + (f" ({done.merged} tensors QAT quantized twice keep their widest range)" if done.merged else "")
+                + (f"; {len(done.missing)} recorded tensors were renamed by pre-processing and calibrated instead"
+                   if done.missing else ""))
+    return int8, convs, done
+
+
 def export_qat_openvino(int8_onnx: Path, folder: Path) -> Path:
     """The QDQ ONNX as an OpenVINO IR (OpenVINO maps the Q/DQ pairs to its FakeQuantize and runs INT8 kernels)."""
     from .openvino_ir import onnx_to_ir
@@ -270,14 +291,7 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     from .openvino_ir import ir_dir
     from .ptq import export_int8
 
-    convs = export_qat_onnx(best, save_dir / "qat_int8_convs.onnx", imgsz)
-    int8 = save_dir / "qat_int8.onnx"
-    done = complete_for_onnxruntime(convs, int8, calibration_images(data, calib_images, imgsz), imgsz)
-    LOGGER.info(f"yolo_kd: QAT: {int8.name} keeps QAT's scales for {done.activations} activations and its integers for "
-                f"{done.weights} weights; the ops QAT left float are quantized with calibrated ranges"
-                + (f" ({done.merged} tensors QAT quantized twice keep their widest range)" if done.merged else "")
-                + (f"; {len(done.missing)} recorded tensors were renamed by pre-processing and calibrated instead"
-                   if done.missing else ""))
+    int8, convs, done = export_qat_int8(best, save_dir, imgsz, data, calib_images)
     res = QATResult(save_dir, best, int8, convs, done)
     if "openvino" in backends:
         res.openvino_int8 = export_qat_openvino(convs, ir_dir(save_dir, "qat_int8"))
@@ -309,5 +323,6 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     return res
 
 
-__all__ = ["QATResult", "prepare_qat", "calibration_images", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_openvino",
+__all__ = ["QATResult", "prepare_qat", "calibration_images", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_int8", "convs_file",
+           "export_qat_openvino",
            "run_qat", "export_and_report"]
