@@ -87,7 +87,7 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
     rename: dict[str, str] = {}  # DQ output -> the float tensor it stands for
     overrides: dict[str, list[dict]] = {}
     merged: set[str] = set()
-    drop_nodes = []
+    drop_nodes: dict[int, onnx.NodeProto] = {}  # by id: a Q read by two DQs is removed once
 
     def resolve(name: str) -> str:
         while name in rename:
@@ -100,7 +100,7 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
         ints = None
         if q is not None and q.op_type == "QuantizeLinear":  # Q -> DQ: an activation, or a float weight
             x = resolve(q.input[0])
-            drop_nodes += [q, dq]
+            drop_nodes.update({id(q): q, id(dq): dq})
             if x in inits:
                 w = numpy_helper.to_array(inits[x]).astype(np.float32)
                 info = np.iinfo(zp.dtype)
@@ -109,7 +109,7 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
         elif dq.input[0] in inits:  # a folded integer weight
             x = dq.output[0] + "_float"
             ints = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
-            drop_nodes.append(dq)
+            drop_nodes[id(dq)] = dq
         else:
             continue  # a DQ of something else: left as it is
         rename[dq.output[0]] = x
@@ -129,7 +129,7 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
             if float(new[0]["scale"]) <= float(overrides[x][0]["scale"]):
                 continue  # keep the widest range (u8/s8 alike: range = 255 x scale)
         overrides[x] = new
-    for n in drop_nodes:
+    for n in drop_nodes.values():
         g.node.remove(n)
     for n in g.node:  # the consumers of every removed DQ read the float tensor instead
         for k, i in enumerate(n.input):
