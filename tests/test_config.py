@@ -3,7 +3,8 @@
 import pytest
 
 from yolo_kd.distill.config import load_kd_config
-from yolo_kd.distill.schedule import distill_multiplier, distilled_epochs, until_note
+from yolo_kd.distill.schedule import (distill_multiplier, distilled_epochs, effective_temperature, for_run, temperature_note,
+                                      until_note)
 from yolo_kd.core.errors import KDError
 
 
@@ -154,3 +155,16 @@ def test_until_note_says_what_auto_chose_and_flags_long_runs_distilled_throughou
     full = until_note(60, 1.0)
     assert "distils throughout" in full and "kd_until=auto" in full
     assert until_note(59, 1.0) is None and until_note(100, 0.5) is None and until_note(100, 1.0, every=4) is None
+
+def test_temperature_auto_is_4_on_short_runs_and_2_on_long_ones():
+    auto = load_kd_config()
+    assert auto.temperature == "auto" and load_kd_config(temperature="Auto").temperature == "auto"  # the default
+    assert [effective_temperature("auto", e) for e in (10, 40, 59, 60, 100)] == [4.0, 4.0, 4.0, 2.0, 2.0]
+    assert effective_temperature("auto", None) == 2.0 and effective_temperature(3, 10) == 3.0  # unknown length; explicit
+    assert for_run(auto, 40).temperature == 4.0 and for_run(auto, 40).cls == auto.cls  # the rest is kept
+    assert for_run(load_kd_config(temperature=1.5), 40).temperature == 1.5
+    note = temperature_note(40, "auto")
+    assert "T=4" in note and "40-epoch" in note and "\n" not in note
+    assert temperature_note(100, "auto").count("T=2") == 1 and temperature_note(40, 2.0) is None
+    with pytest.raises(KDError, match="'temperature' must be a number or auto"):
+        load_kd_config(temperature="warm")

@@ -168,3 +168,24 @@ def test_share_distils_the_first_images_only_with_each_term_a_mean_over_them(pai
     assert [distilled_count(16, s) for s in (1.0, 0.5, 0.25, 0.3, 0.01)] == [16, 8, 4, 5, 1]
     with pytest.raises(KDError, match="'share'"):
         load_kd_config(share=0)
+
+
+def test_temperature_auto_follows_the_run_length(pair):
+    """KDModel settles ``temperature: auto`` from the run's epochs: a 40-epoch run's terms are those of an explicit
+    T = 4, a 100-epoch run's (and a run of unknown length's) those of T = 2."""
+    student, teacher = pair
+    batch = _batch(2)
+
+    def terms(config, epochs=None):
+        torch.manual_seed(0)
+        m = KDModel(copy.deepcopy(student), copy.deepcopy(teacher), config, epochs=epochs).train()
+        with torch.no_grad():
+            return m.kd_config.temperature, m(batch)[1]
+
+    for epochs, explicit in ((40, 4.0), (100, 2.0), (None, 2.0)):
+        t, auto = terms(load_kd_config(), epochs)
+        _, ref = terms(load_kd_config(temperature=explicit), epochs)
+        assert t == explicit
+        for term in ("kd_cls", "kd_box"):
+            torch.testing.assert_close(auto[term], ref[term])
+    assert not torch.allclose(terms(load_kd_config(), 40)[1]["kd_cls"], terms(load_kd_config(), 100)[1]["kd_cls"])

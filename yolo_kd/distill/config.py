@@ -30,7 +30,7 @@ class KDConfig:
     """
 
     cls_loss: str
-    temperature: float
+    temperature: float | str  # > 0, or "auto" (resolved per run length: schedule.effective_temperature)
     weighting: str
     box_loss: str
     one2one: float
@@ -82,6 +82,10 @@ def _read_yaml(path: str | Path) -> dict:
     return data
 
 
+#: settings that also take "auto", resolved per run length (``schedule.effective_until``, ``effective_temperature``)
+AUTO_KEYS = ("until", "temperature")
+
+
 def _coerce(name: str, value: Any, kind: type) -> Any:
     """Convert CLI strings and YAML scalars to the field's type, or raise one clear line."""
     if kind is bool:
@@ -93,12 +97,12 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return False
         raise KDError(f"distillation setting '{name}' must be true or false, got '{value}'")
     if kind is float:
-        if name == "until" and str(value).strip().lower() == "auto":
+        if name in AUTO_KEYS and str(value).strip().lower() == "auto":
             return "auto"
         try:
             return float(value)
         except (TypeError, ValueError):
-            auto = " or auto" if name == "until" else ""
+            auto = " or auto" if name in AUTO_KEYS else ""
             raise KDError(f"distillation setting '{name}' must be a number{auto}, got '{value}'") from None
     return str(value)
 
@@ -144,8 +148,8 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
     if c.one2one < 0:
         raise KDError(f"distillation weight 'one2one' is negative ({c.one2one}): use 0 to leave the one-to-one branch out")
     for key in ("temperature", "feat_temperature"):
-        if getattr(c, key) <= 0:
-            raise KDError(f"distillation '{key}' must be > 0, got {getattr(c, key)}: try 1.0 to 4.0")
+        if getattr(c, key) != "auto" and getattr(c, key) <= 0:
+            raise KDError(f"distillation '{key}' must be > 0, got {getattr(c, key)}: try 1.0 to 4.0 (or auto)")
     if not 0 <= c.final_ratio <= 1:
         raise KDError(f"'final_ratio' must be in [0, 1], got {c.final_ratio}")
     if not 0 <= c.mgd_mask_ratio < 1:

@@ -15,6 +15,7 @@ from torch import nn
 from ..core.checkpoints import detect_head
 from .config import KDConfig
 from .losses import anchor_weight
+from .schedule import for_run
 from .teacher import Teacher, freeze_teacher  # noqa: F401  (freeze_teacher: public here since 0.1)
 from .terms import TERM_NAMES, TERMS, TermInputs, box_form, class_loss_kind, term_loss
 
@@ -89,10 +90,13 @@ class KDModel(nn.Module):
         student: Ultralytics DetectionModel being trained.
         teacher: :class:`Teacher` (or a DetectionModel, wrapped) with the same strides and classes.
         config: resolved :class:`KDConfig`.
+        epochs: the run's length, which settles the ``auto`` settings (:func:`~yolo_kd.distill.schedule.for_run`;
+            None: the long-run values).
     """
 
-    def __init__(self, student: nn.Module, teacher: Teacher | nn.Module, config: KDConfig):
+    def __init__(self, student: nn.Module, teacher: Teacher | nn.Module, config: KDConfig, epochs: int | None = None):
         super().__init__()
+        config = for_run(config, epochs)
         teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher, config.teacher_precision)
         teacher.check_student(student)
         self.student_model = student

@@ -6,6 +6,7 @@ NaN re-run or resume can shift it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .config import KDConfig
@@ -58,6 +59,41 @@ def effective_until(until: float | str, epochs: int) -> float:
     if until == "auto":
         return LONG_SCHEDULE_UNTIL if epochs >= LONG_SCHEDULE_EPOCHS else 1.0
     return float(until)
+
+
+#: ``temperature: auto`` on runs shorter than :data:`LONG_SCHEDULE_EPOCHS`, and on longer ones
+SHORT_SCHEDULE_TEMPERATURE = 4.0
+LONG_SCHEDULE_TEMPERATURE = 2.0
+
+
+def effective_temperature(temperature: float | str, epochs: int | None) -> float:
+    """The class and box distillation temperature: ``temperature`` itself, or for ``auto``
+    :data:`SHORT_SCHEDULE_TEMPERATURE` on runs shorter than :data:`LONG_SCHEDULE_EPOCHS` and
+    :data:`LONG_SCHEDULE_TEMPERATURE` on longer ones (and when the run length is not known).
+
+    Measured (docs/bench/pays.md, yolo11s -> yolo11n, 3 seeds each): T = 4 beat T = 2 at 10 epochs (bench), 30
+    (demo) and 40 (bench, Ultralytics' nbs=64: +2.9, ahead in every seed), and trailed it at 100 epochs (demo).
+    """
+    if temperature == "auto":
+        short = epochs is not None and epochs < LONG_SCHEDULE_EPOCHS
+        return SHORT_SCHEDULE_TEMPERATURE if short else LONG_SCHEDULE_TEMPERATURE
+    return float(temperature)
+
+
+def for_run(config: KDConfig, epochs: int | None) -> KDConfig:
+    """``config`` with its per-run ``auto`` values settled for an ``epochs``-epoch run (``until`` is settled by
+    :func:`distill_multiplier` itself, which knows the run length at every batch)."""
+    return dataclasses.replace(config, temperature=effective_temperature(config.temperature, epochs))
+
+
+def temperature_note(epochs: int, temperature: float | str) -> str | None:
+    """One line naming the temperature ``auto`` chose for an ``epochs``-epoch run, else None."""
+    if temperature != "auto":
+        return None
+    t = effective_temperature(temperature, epochs)
+    rule = (f"{SHORT_SCHEDULE_TEMPERATURE:g} below {LONG_SCHEDULE_EPOCHS} epochs, "
+            f"{LONG_SCHEDULE_TEMPERATURE:g} from {LONG_SCHEDULE_EPOCHS} on")
+    return f"yolo_kd: kd_temperature=auto uses T={t:g} for this {epochs}-epoch run ({rule}; docs/bench/pays.md)"
 
 
 def until_note(epochs: int, until: float | str, every: int = 1) -> str | None:

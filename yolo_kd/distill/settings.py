@@ -10,7 +10,7 @@ from typing import Any
 from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .schedule import until_note
+from .schedule import temperature_note, until_note
 from .self_teacher import SELF
 
 
@@ -27,6 +27,9 @@ class KDSettings:
             LOGGER.info(f"yolo_kd: distilling from {self.teacher} (terms: {terms}; {self.config})")
             hint = until_note(int(trainer.epochs), self.config.get("until", 1.0), int(self.config.get("every", 1)))
             if hint and self.teacher != SELF:
+                LOGGER.info(hint)
+            hint = temperature_note(int(trainer.epochs), self.config.get("temperature", 2.0))
+            if hint:
                 LOGGER.info(hint)
 
 

@@ -142,7 +142,7 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
             cost = cost_note(size)
             if cost:
                 LOGGER.info(cost)
-        self.model = KDModel(self.model, self.teacher, self.kd_config)  # moves the teacher and sets its precision
+        self.model = KDModel(self.model, self.teacher, self.kd_config, epochs=self.epochs)  # moves the teacher, sets its precision
         for name in ("adapters", "generators"):
             state = getattr(self, "_resume_kd", {}).get(name)
             if state is not None and getattr(self.model, name) is not None:
