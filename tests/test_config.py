@@ -3,8 +3,8 @@
 import pytest
 
 from yolo_kd.distill.config import load_kd_config
-from yolo_kd.distill.schedule import (distill_multiplier, distilled_epochs, effective_temperature, for_run, temperature_note,
-                                      until_note)
+from yolo_kd.distill.schedule import (distill_multiplier, distilled_epochs, effective_temperature, fine_tune_temperature,
+                                      for_run, temperature_note, until_note)
 from yolo_kd.core.errors import KDError
 
 
@@ -168,3 +168,11 @@ def test_temperature_auto_is_4_on_short_runs_and_2_on_long_ones():
     assert temperature_note(100, "auto").count("T=2") == 1 and temperature_note(40, 2.0) is None
     with pytest.raises(KDError, match="'temperature' must be a number or auto"):
         load_kd_config(temperature="warm")
+
+
+def test_fine_tunes_settle_auto_at_the_measured_t2_unless_a_temperature_is_named(tmp_path):
+    assert fine_tune_temperature(None, {"epochs": 10, "kd_cls": 0.5}) == {"kd_temperature": 2.0}
+    assert fine_tune_temperature(None, {"kd_temperature": 4}) == {}  # a flag wins
+    f = tmp_path / "kd.yaml"
+    f.write_text("temperature: 3\n")
+    assert fine_tune_temperature(f, {}) == {} and fine_tune_temperature({"temperature": 1.5}, {}) == {}  # so does a file

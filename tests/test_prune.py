@@ -161,6 +161,7 @@ def test_prune_loop_finetunes_saves_reloads_and_exports(model_pt, data, tmp_path
     kd = (tmp_path / "p" / "step1" / "kd.yaml").read_text()
     assert "close_mosaic: 10" in (tmp_path / "p" / "step1" / "args.yaml").read_text()  # the last step closes mosaic
     assert str(Path(model_pt).resolve()) in kd  # no teacher given: distilled from the unpruned model
+    assert "temperature: 2.0" in kd  # fine-tunes keep the T = 2 they were measured with, not auto's short-run T = 4
     rep = json.loads(r.json.read_text())
     assert len(rep["results"]) == 2 and [row["map_finetuned"] for row in rep["results"]] == [s.map_finetuned for s in r.steps]
     for row in rep["results"]:  # milliseconds per 64-px image on this CPU: not seconds, not microseconds, not NaN

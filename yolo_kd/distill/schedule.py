@@ -86,6 +86,19 @@ def for_run(config: KDConfig, epochs: int | None) -> KDConfig:
     return dataclasses.replace(config, temperature=effective_temperature(config.temperature, epochs))
 
 
+def fine_tune_temperature(kd_cfg, run: dict) -> dict:
+    """``{"kd_temperature": 2.0}`` when a fine-tune of a trained model (a pruning step, QAT) would otherwise settle
+    ``temperature: auto`` by its own short length: those fine-tunes were measured with T = 2 (docs/pruning.md,
+    docs/int8.md), and ``auto``'s T = 4 was measured for training from scratch. Empty when ``kd_cfg`` or ``run``'s
+    ``kd_temperature`` names a number."""
+    from .config import load_kd_config
+
+    settings = {k[3:]: v for k, v in run.items() if k.startswith("kd_") and k != "kd_cfg"}
+    if load_kd_config(kd_cfg, **settings).temperature != "auto":
+        return {}
+    return {"kd_temperature": LONG_SCHEDULE_TEMPERATURE}
+
+
 def temperature_note(epochs: int, temperature: float | str) -> str | None:
     """One line naming the temperature ``auto`` chose for an ``epochs``-epoch run, else None."""
     if temperature != "auto":
