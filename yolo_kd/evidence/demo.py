@@ -24,7 +24,7 @@ from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
 
 #: where the README discusses what a short run cannot show (equal compute, longer schedules)
-BENCHMARK_LINK = "README.md#does-it-pay-for-its-compute-longer-budgets-interim"
+BENCHMARK_LINK = "README.md#does-it-pay-for-its-compute"
 
 
 @dataclass(frozen=True)
