@@ -129,3 +129,14 @@ def test_a_cached_teacher_trained_with_other_settings_is_refused(tmp_path):
     (out / "teacher" / "args.yaml").write_text(f"model: {s.teacher_model}\nepochs: 30\nimgsz: {s.imgsz}\nbatch: {s.batch}\nnbs: {s.nbs}\n")
     with pytest.raises(KDError, match=r"teacher in .* was trained with other settings \(epochs was 30, now 35\): pass another --out"):
         run_demo(out, s)
+
+
+def test_the_benchmark_link_names_a_readme_section():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", readme, flags=re.M)}
+    path, _, anchor = BENCHMARK_LINK.partition("#")
+    assert path == "README.md" and anchor in anchors
