@@ -155,39 +155,26 @@ def saturating_copy(model: onnx.ModelProto, overrides: dict[str, list[dict]]) ->
     m = copy.deepcopy(model)
     g = m.graph
     weights = {i.name for i in g.initializer}
+    clips: dict[str, onnx.NodeProto] = {}  # tensor -> the Clip that saturates it
     for name, over in overrides.items():
         if name in weights:
             continue
         scale, zp = float(over[0]["scale"]), int(over[0]["zero_point"])
         info = np.iinfo(np.asarray(over[0]["zero_point"]).dtype)
-        lo, hi, clipped = f"{name}_qat_lo", f"{name}_qat_hi", f"{name}_qat_clipped"
+        lo, hi = f"{name}_qat_lo", f"{name}_qat_hi"
         g.initializer.extend([numpy_helper.from_array(np.array((info.min - zp) * scale, np.float32), lo),
                               numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
-        for n in g.node:
-            for k, i in enumerate(n.input):
-                if i == name:
-                    n.input[k] = clipped
-        g.node.append(onnx.helper.make_node("Clip", [name, lo, hi], [clipped], name=f"{name}_qat_clip"))
-    return _sorted(m)
-
-
-def _sorted(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` with its nodes in topological order (ONNX requires it; appended Clips come before their readers)."""
-    g = model.graph
-    ready = {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
-    pending, order = list(g.node), []
-    while pending:
-        rest = [n for n in pending if not all(i in ready for i in n.input)]
-        done = [n for n in pending if all(i in ready for i in n.input)]
-        if not done:
-            raise ValueError("the graph has a cycle or a missing input")
-        for n in done:
-            ready.update(n.output)
-        order += done
-        pending = rest
+        clips[name] = onnx.helper.make_node("Clip", [name, lo, hi], [f"{name}_qat_clipped"], name=f"{name}_qat_clip")
+    # each Clip right after what produces its tensor (graph inputs: first), every reader moved to the clipped tensor
+    order = [clips[i.name] for i in g.input if i.name in clips]
+    for n in g.node:
+        for k, i in enumerate(n.input):
+            if i in clips:
+                n.input[k] = clips[i].output[0]
+        order += [n] + [clips[o] for o in n.output if o in clips]
     del g.node[:]
     g.node.extend(order)
-    return model
+    return m
 
 
 def calibrate_ranges(model: onnx.ModelProto, files: Sequence[Path], imgsz: int, method: str = "percentile"
@@ -225,28 +212,33 @@ def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Seque
         float_path = Path(tmp) / "qat_float.onnx"
         onnx.save(model, str(float_path))
         _copy_metadata(qdq_onnx, float_path)
-        present = _tensor_names(float_path)
+        activations, weights = _tensor_names(float_path)
+        present = activations | weights
         kept = {k: v for k, v in overrides.items() if k in present}
         # the tensors QAT left float: the ranges they have in the saturating copy, not in the runaway float graph
         calibrated = {k: [{"rmin": lo, "rmax": hi}] for k, (lo, hi) in ranges.items() if k in present and k not in kept}
         settings = QuantSettings(extra_options={"TensorQuantOverrides": {**calibrated, **kept}})
-        quantize_onnx(float_path, out, files, imgsz, method=method, keep_float=FLOAT_GROUPS, settings=settings)
-    weights = {i.name for i in model.graph.initializer}
+        # quantize_static calibrates once more, on the float graph; when every activation already has its range
+        # from above, that pass is only a formality, so one image does
+        covered = activations <= set(calibrated) | set(kept)
+        quantize_onnx(float_path, out, files[:1] if covered else files, imgsz, method=method, keep_float=FLOAT_GROUPS,
+                      settings=settings)
     n_w = sum(1 for k in kept if k in weights)
     return Completion(activations=len(kept) - n_w, weights=n_w, merged=merged,
                       missing=sorted(k for k in overrides if k not in present))
 
 
-def _tensor_names(path: Path) -> set[str]:
-    """Tensor names that survive onnxruntime's quantization pre-processing of ``path``."""
+def _tensor_names(path: Path) -> tuple[set[str], set[str]]:
+    """(activation tensors: graph inputs and node outputs, initializers) that survive onnxruntime's quantization
+    pre-processing of ``path``."""
     from onnxruntime.quantization import quant_pre_process
 
     with tempfile.TemporaryDirectory(prefix="yolo_kd_pre_") as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(path), str(pre), skip_symbolic_shape=True)
         m = onnx.load(str(pre))
-    return ({i.name for i in m.graph.input} | {i.name for i in m.graph.initializer}
-            | {o for n in m.graph.node for o in n.output})
+    return ({i.name for i in m.graph.input} | {o for n in m.graph.node for o in n.output},
+            {i.name for i in m.graph.initializer})
 
 
 __all__ = ["Completion", "strip_qdq", "saturating_copy", "calibrate_ranges",
