@@ -13,16 +13,23 @@ E=${E:-5}
 IMGSZ=${IMGSZ:-160}
 SEED=${SEED:-0}
 ARMS=${ARMS:-"ft-plain ft-kd qat-plain qat-kd"}  # a subset skips the others (the table shows what exists)
+read -r -a EXTRA_ARGS <<< "${EXTRA:-}"  # Ultralytics key=value for every arm, e.g. EXTRA="nbs=16" (the demo preset's recipe)
 has() { [[ " $ARMS " == *" $1 "* ]]; }
-COMMON=(imgsz="$IMGSZ" batch=16 device=cpu workers=0 plots=False exist_ok=True seed="$SEED" warmup_epochs=0)
+COMMON=(imgsz="$IMGSZ" batch=16 device=cpu workers=0 plots=False exist_ok=True seed="$SEED" warmup_epochs=0 "${EXTRA_ARGS[@]}")
 export YOLO_OFFLINE=1
-! has ft-plain || [ -f "$OUT/ft-plain/weights/best.pt" ] || yolo train model="$PARENT" data="$DATA" epochs="$E" project="$OUT" name=ft-plain "${COMMON[@]}"
+# the plain fine-tune goes through yolo_kd.train without a teacher: stock `yolo train model=pruned.pt` rebuilds the
+# unpruned network from the checkpoint's YAML and keeps only the weights whose shapes match (docs/pruning.md)
+! has ft-plain || [ -f "$OUT/ft-plain/weights/best.pt" ] || python - "$PARENT" "$DATA" epochs="$E" project="$OUT" name=ft-plain "${COMMON[@]}" <<'PY'
+import sys, yaml, yolo_kd
+yolo_kd.train(sys.argv[1], teacher=None, data=sys.argv[2],
+              **{k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in sys.argv[3:])})
+PY
 ! has ft-kd || [ -f "$OUT/ft-kd/weights/best.pt" ] || python tools/train_kd.py --teacher "$PARENT" --student "$PARENT" --data "$DATA" \
-  --epochs "$E" --project "$OUT" --name ft-kd "${COMMON[@]}"
+  --epochs "$E" --kd-temperature 2 --project "$OUT" --name ft-kd "${COMMON[@]}"  # T = 2, as tools/qat.py's fine-tune
 ! has qat-plain || [ -f "$OUT/qat-plain/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --data "$DATA" --epochs "$E" --imgsz "$IMGSZ" \
-  --device cpu --project "$OUT" --name qat-plain --exist-ok --backend onnxruntime --no-report --no-ptq seed="$SEED" workers=0
+  --device cpu --project "$OUT" --name qat-plain --exist-ok --backend onnxruntime --no-report --no-ptq seed="$SEED" workers=0 "${EXTRA_ARGS[@]}"
 ! has qat-kd || [ -f "$OUT/qat-kd/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --teacher "$PARENT" --data "$DATA" --epochs "$E" \
-  --imgsz "$IMGSZ" --device cpu --project "$OUT" --name qat-kd --exist-ok --backend onnxruntime --no-report seed="$SEED" workers=0
+  --imgsz "$IMGSZ" --device cpu --project "$OUT" --name qat-kd --exist-ok --backend onnxruntime --no-report seed="$SEED" workers=0 "${EXTRA_ARGS[@]}"
 python - "$OUT" "$EVAL" "$IMGSZ" "$PARENT" "$DATA" <<'PY'
 import json, sys
 from pathlib import Path
