@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 16: at equal extra epochs, FP32 fine-tune vs PTQ vs QAT without teacher vs QAT with teacher, from one trained
-# parent. The teacher is the FP32 parent itself (self-distillation into its quantized copy). mAP50-95 of every file
+# parent. The teacher is TEACHER (default: the FP32 parent itself, self-distillation into its quantized copy). mAP50-95 of every file
 # on a held-out set (EVAL, default: 1000 images of the same generator), each validated the same way on onnxruntime
 # (batch 1, at IMGSZ); latency interleaved. Writes $OUT/qat_equal_epochs.md/.json.
 # Run from the repository root; finished runs are reused.
@@ -9,6 +9,7 @@ PARENT=${PARENT:?"set PARENT to a trained best.pt (the docs: yolo11n, 15 epochs 
 DATA=${DATA:-datasets/shapes-small/data.yaml}
 EVAL=${EVAL:?"set EVAL to a held-out data YAML (the docs: 1000 images of the same generator, python tools/make_data.py)"}
 OUT=${OUT:-$PWD/runs/qat_equal}
+TEACHER=${TEACHER:-$PARENT}  # the teacher of the ft-kd and qat-kd arms
 E=${E:-5}
 IMGSZ=${IMGSZ:-160}
 SEED=${SEED:-0}
@@ -24,11 +25,11 @@ import sys, yaml, yolo_kd
 yolo_kd.train(sys.argv[1], teacher=None, data=sys.argv[2],
               **{k: yaml.safe_load(v) for k, _, v in (a.partition("=") for a in sys.argv[3:])})
 PY
-! has ft-kd || [ -f "$OUT/ft-kd/weights/best.pt" ] || python tools/train_kd.py --teacher "$PARENT" --student "$PARENT" --data "$DATA" \
+! has ft-kd || [ -f "$OUT/ft-kd/weights/best.pt" ] || python tools/train_kd.py --teacher "$TEACHER" --student "$PARENT" --data "$DATA" \
   --epochs "$E" --kd-temperature 2 --project "$OUT" --name ft-kd "${COMMON[@]}"  # T = 2, as tools/qat.py's fine-tune
 ! has qat-plain || [ -f "$OUT/qat-plain/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --data "$DATA" --epochs "$E" --imgsz "$IMGSZ" \
   --device cpu --project "$OUT" --name qat-plain --exist-ok --backend onnxruntime --no-report --no-ptq seed="$SEED" workers=0 "${EXTRA_ARGS[@]}"
-! has qat-kd || [ -f "$OUT/qat-kd/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --teacher "$PARENT" --data "$DATA" --epochs "$E" \
+! has qat-kd || [ -f "$OUT/qat-kd/qat_int8.onnx" ] || python tools/qat.py --model "$PARENT" --teacher "$TEACHER" --data "$DATA" --epochs "$E" \
   --imgsz "$IMGSZ" --device cpu --project "$OUT" --name qat-kd --exist-ok --backend onnxruntime --no-report seed="$SEED" workers=0 "${EXTRA_ARGS[@]}"
 python - "$OUT" "$EVAL" "$IMGSZ" "$PARENT" "$DATA" <<'PY'
 import json, sys
