@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from .config import KDConfig
+from .config import KDConfig, load_kd_config
 
 
 def distill_multiplier(config: KDConfig, epoch: int, batch: int, batches_per_epoch: int, epochs: int, close_mosaic: int = 0) -> float:
@@ -91,8 +91,6 @@ def fine_tune_temperature(kd_cfg, run: dict) -> dict:
     ``temperature: auto`` by its own short length: those fine-tunes were measured with T = 2 (docs/pruning.md,
     docs/int8.md), and ``auto``'s T = 4 was measured for training from scratch. Empty when ``kd_cfg`` or ``run``'s
     ``kd_temperature`` names a number."""
-    from .config import load_kd_config
-
     settings = {k[3:]: v for k, v in run.items() if k.startswith("kd_") and k != "kd_cfg"}
     if load_kd_config(kd_cfg, **settings).temperature != "auto":
         return {}
