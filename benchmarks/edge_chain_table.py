@@ -166,11 +166,14 @@ def main() -> None:
     if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8; for QAT the
         # convolutions-only file, as tools/qat.py converts it), and NNCF's IR
         from yolo_kd.quantize.openvino_ir import ir_dir, onnx_to_ir
-        from yolo_kd.quantize.qat import convs_file
+        from yolo_kd.quantize.qat import convs_file, export_qat_openvino
 
-        sources = {k: convs_file(f) if k.startswith("qat") else f for k, f in files.items()}
-        files |= {f"{k}_ov": ir_dir(f.parent, f.stem) if ir_dir(f.parent, f.stem).is_dir() else onnx_to_ir(f, ir_dir(f.parent, f.stem))
-                  for k, f in sources.items()}
+        def to_ir(key: str, f: Path) -> Path:
+            src, convert = (convs_file(f), export_qat_openvino) if key.startswith("qat") else (f, onnx_to_ir)
+            folder = ir_dir(src.parent, src.stem)
+            return folder if folder.is_dir() else convert(src, folder)
+
+        files |= {f"{k}_ov": to_ir(k, f) for k, f in files.items()}
         files |= {f"{s[0]}_ov": _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] == "openvino"}
     measured = {r.name: r for r in measure_all(files, a.data, a.lat_imgsz, threads=a.threads,
                                                latency_seconds=a.latency_seconds, with_map=False)}

@@ -228,6 +228,54 @@ def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Seque
                       missing=sorted(k for k in overrides if k not in present))
 
 
+def clip_conv_outputs(model: onnx.ModelProto, readers: frozenset[str] = frozenset({"Sigmoid", "Mul"})
+                      ) -> tuple[onnx.ModelProto, int]:
+    """``model`` (a QAT QDQ file, changed in place) with each Q/DQ pair on a convolution's output that only its SiLU
+    (Sigmoid, Mul) reads replaced by a Clip to the pair's range; returns (model, pairs replaced).
+
+    The OpenVINO file. QAT fake-quantizes a convolution's output before its activation because onnxruntime's
+    ``QLinearConv`` needs a quantized output. OpenVINO fuses the activation into the convolution and quantizes the
+    activation's result where the next op reads it, so a FakeQuantize between a convolution and its SiLU is one more
+    elementwise pass over every feature map. The network still needs the saturation it trained with
+    (:func:`saturating_copy`), which a Clip keeps and OpenVINO fuses into the convolution; only the rounding of the
+    pre-activation goes. Each Clip takes the Q node's place and the DQ's output name, so the order stays topological."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    read_by: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            read_by.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    swap: dict[int, onnx.NodeProto] = {}  # id(Q) -> the Clip in its place; its DQ is dropped
+    dropped: set[int] = set()
+    for q in [n for n in g.node if n.op_type == "QuantizeLinear"]:
+        src, dqs = producer.get(q.input[0]), read_by.get(q.output[0], [])
+        if src is None or src.op_type != "Conv" or len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
+            continue
+        dq = dqs[0]
+        after = {n.op_type for n in read_by.get(dq.output[0], [])}
+        if not after or not after <= readers or dq.output[0] in graph_outputs or q.output[0] in graph_outputs:
+            continue
+        scale, zp, _ = _qparams(dq, inits)
+        if scale.size != 1:
+            continue
+        info = np.iinfo(zp.dtype)
+        scale, zp = float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
+        lo, hi = f"{q.output[0]}_clip_lo", f"{q.output[0]}_clip_hi"
+        g.initializer.extend([numpy_helper.from_array(np.array((info.min - zp) * scale, np.float32), lo),
+                              numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
+        clip = onnx.helper.make_node("Clip", [q.input[0], lo, hi], [dq.output[0]], name=f"{q.name or q.output[0]}_clip")
+        swap[id(q)], dropped = clip, dropped | {id(dq)}
+    order = [swap.get(id(n), n) for n in g.node if id(n) not in dropped]
+    del g.node[:]
+    g.node.extend(order)
+    used = {i for n in g.node for i in n.input}
+    for init in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(init)
+    return model, len(swap)
+
+
 def _tensor_names(path: Path) -> tuple[set[str], set[str]]:
     """(activation tensors: graph inputs and node outputs, initializers) that survive onnxruntime's quantization
     pre-processing of ``path``."""
@@ -242,4 +290,4 @@ def _tensor_names(path: Path) -> tuple[set[str], set[str]]:
 
 
 __all__ = ["Completion", "strip_qdq", "saturating_copy", "calibrate_ranges",
-           "complete_for_onnxruntime"]
+           "complete_for_onnxruntime", "clip_conv_outputs"]
