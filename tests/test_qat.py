@@ -299,6 +299,33 @@ def test_the_openvino_file_clips_instead_of_quantizing_before_each_silu(qat_run,
         assert err[:, :4].mean() < 0.5 * float_err[:, :4].mean() and err.max() < 0.01, (err.max(), float_err.max())
 
 
+def test_the_qat_ir_has_no_fake_quantize_before_a_silu_and_runs_what_the_clipped_file_computes(qat_run, tiny_data,
+                                                                                                  tmp_path):
+    """tools/qat.py's OpenVINO IR: OpenVINO gets the clipped file, quantizes each convolution's input and weight (INT8
+    kernels) and nothing between a convolution and its SiLU; its outputs are the clipped ONNX file's."""
+    pytest.importorskip("openvino")
+    import onnxruntime as ort
+
+    from yolo_kd.quantize.openvino_graph import runtime_share
+    from yolo_kd.quantize.openvino_ir import compile_for_cpu, ir_xml
+    from yolo_kd.quantize.qat import export_qat_openvino
+    from yolo_kd.quantize.qat_graph import clip_conv_outputs
+
+    folder = export_qat_openvino(qat_run.int8_convs_onnx, tmp_path / "qat_int8_openvino_model")
+    compiled, model = compile_for_cpu(folder, threads=1)
+    fq_read_by = [t.get_node().get_type_name() for o in model.get_ops() if o.get_type_name() == "FakeQuantize"
+                  for t in o.output(0).get_target_inputs()]
+    assert "Swish" not in fq_read_by and "Sigmoid" not in fq_read_by and fq_read_by.count("Convolution") >= 70
+    assert runtime_share(folder).n_int8 >= 0.9 * 81
+    assert (Path(ir_xml(folder)).parent / "metadata.yaml").is_file()
+    clipped, _ = clip_conv_outputs(onnx.load(str(qat_run.int8_convs_onnx)))
+    session = ort.InferenceSession(clipped.SerializeToString(), providers=["CPUExecutionProvider"])
+    for x in _val_images(tiny_data, 2):
+        want = session.run(None, {session.get_inputs()[0].name: x})[0]
+        got = compiled(x)[compiled.output(0)]
+        assert np.abs(got - want)[:, :4].max() < 0.05, np.abs(got - want).max()  # boxes within 0.05 px
+
+
 def test_qat_fine_tune_without_teacher(teacher_pt, tiny_data, tmp_path):
     import yolo_kd
     from yolo_kd.core.checkpoints import load_checkpoint_model
