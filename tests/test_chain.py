@@ -118,6 +118,8 @@ def test_capacity_gap_warning_quotes_the_measured_sizes():
     assert f"{rf:.1f}x its FLOPs" in note and "--assistant" in note and "docs/self_distillation.md" in note
     assert gap_warning(n, m, imgsz=64) is None  # 7.7x: below the threshold
     assert "is larger than the teacher" in gap_warning(m, n, imgsz=64)
+    folded = DetectionModel("yolo11n.yaml", nc=4, verbose=False).fuse(verbose=False)  # the same architecture as a teacher
+    assert num_params(folded) < num_params(n) and gap_warning(n, folded, imgsz=64) is None
 
 
 def test_cost_note_names_what_the_teacher_adds_to_each_training_step():
