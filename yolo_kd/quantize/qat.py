@@ -201,7 +201,7 @@ def export_qat_int8(best: str | Path, out_dir: Path, imgsz: int, data: str, cali
 def export_qat_openvino(convs_onnx: Path, folder: Path) -> Path:
     """The convolutions-only QDQ file as an OpenVINO IR (OpenVINO maps the Q/DQ pairs to its FakeQuantize and runs
     INT8 kernels), each convolution's pre-activation quantizer replaced by the clipping it applied
-    (:func:`~yolo_kd.quantize.qat_graph.clip_conv_outputs`: measured faster and no less accurate, docs/int8.md)."""
+    (:func:`~yolo_kd.quantize.qat_graph.clip_conv_outputs`: measured 0.96-0.98x the time and +0.17 mAP50-95, docs/int8.md)."""
     import onnx
 
     from .openvino_ir import onnx_to_ir
