@@ -240,16 +240,17 @@ def clip_conv_outputs(model: onnx.ModelProto, readers: frozenset[str] = frozense
     (:func:`saturating_copy`), which a Clip keeps and OpenVINO fuses into the convolution; only the rounding of the
     pre-activation goes. Each Clip takes the Q node's place and the DQ's output name, so the order stays topological."""
     g = model.graph
+    nodes = list(g.node)  # every node by position; ids below are of these objects, alive until the end
     inits = {i.name: i for i in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
+    producer = {o: n for n in nodes for o in n.output}
     read_by: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
+    for n in nodes:
         for i in n.input:
             read_by.setdefault(i, []).append(n)
     graph_outputs = {o.name for o in g.output}
     swap: dict[int, onnx.NodeProto] = {}  # id(Q) -> the Clip in its place; its DQ is dropped
     dropped: set[int] = set()
-    for q in [n for n in g.node if n.op_type == "QuantizeLinear"]:
+    for q in [n for n in nodes if n.op_type == "QuantizeLinear"]:
         src, dqs = producer.get(q.input[0]), read_by.get(q.output[0], [])
         if src is None or src.op_type != "Conv" or len(dqs) != 1 or dqs[0].op_type != "DequantizeLinear":
             continue
@@ -267,7 +268,7 @@ def clip_conv_outputs(model: onnx.ModelProto, readers: frozenset[str] = frozense
                               numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
         clip = onnx.helper.make_node("Clip", [q.input[0], lo, hi], [dq.output[0]], name=f"{q.name or q.output[0]}_clip")
         swap[id(q)], dropped = clip, dropped | {id(dq)}
-    order = [swap.get(id(n), n) for n in g.node if id(n) not in dropped]
+    order = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
     del g.node[:]
     g.node.extend(order)
     used = {i for n in g.node for i in n.input}
