@@ -143,6 +143,16 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[d
     return model, overrides, len(merged)
 
 
+def _range_clip(g: onnx.GraphProto, x: str, out: str, scale: float, zp: np.ndarray, tag: str) -> onnx.NodeProto:
+    """A Clip of tensor ``x`` into ``out`` to the range a quantizer (``scale``, zero point ``zp``: its dtype gives
+    the integer bounds) represents; its two bounds are added to ``g`` as ``<tag>_lo`` / ``<tag>_hi``."""
+    info, z = np.iinfo(np.asarray(zp).dtype), int(np.asarray(zp).reshape(-1)[0])
+    lo, hi = f"{tag}_lo", f"{tag}_hi"
+    g.initializer.extend([numpy_helper.from_array(np.array((info.min - z) * scale, np.float32), lo),
+                          numpy_helper.from_array(np.array((info.max - z) * scale, np.float32), hi)])
+    return onnx.helper.make_node("Clip", [x, lo, hi], [out], name=f"{tag}_clip")
+
+
 def saturating_copy(model: onnx.ModelProto, overrides: dict[str, list[dict]]) -> onnx.ModelProto:
     """A copy of the float graph in which every activation QAT quantized saturates at its QAT range (a Clip).
 
@@ -159,12 +169,8 @@ def saturating_copy(model: onnx.ModelProto, overrides: dict[str, list[dict]]) ->
     for name, over in overrides.items():
         if name in weights:
             continue
-        scale, zp = float(over[0]["scale"]), int(over[0]["zero_point"])
-        info = np.iinfo(np.asarray(over[0]["zero_point"]).dtype)
-        lo, hi = f"{name}_qat_lo", f"{name}_qat_hi"
-        g.initializer.extend([numpy_helper.from_array(np.array((info.min - zp) * scale, np.float32), lo),
-                              numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
-        clips[name] = onnx.helper.make_node("Clip", [name, lo, hi], [f"{name}_qat_clipped"], name=f"{name}_qat_clip")
+        clips[name] = _range_clip(g, name, f"{name}_qat_clipped", float(over[0]["scale"]), over[0]["zero_point"],
+                                  f"{name}_qat")
     # each Clip right after what produces its tensor (graph inputs: first), every reader moved to the clipped tensor
     order = [clips[i.name] for i in g.input if i.name in clips]
     for n in g.node:
@@ -228,8 +234,10 @@ def complete_for_onnxruntime(qdq_onnx: str | Path, out: str | Path, files: Seque
                       missing=sorted(k for k in overrides if k not in present))
 
 
-def clip_conv_outputs(model: onnx.ModelProto, readers: frozenset[str] = frozenset({"Sigmoid", "Mul"})
-                      ) -> tuple[onnx.ModelProto, int]:
+_SILU = frozenset({"Sigmoid", "Mul"})  # the ops of a SiLU as exported: x * Sigmoid(x)
+
+
+def clip_conv_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """``model`` (a QAT QDQ file, changed in place) with each Q/DQ pair on a convolution's output that only its SiLU
     (Sigmoid, Mul) reads replaced by a Clip to the pair's range; returns (model, pairs replaced).
 
@@ -256,18 +264,13 @@ def clip_conv_outputs(model: onnx.ModelProto, readers: frozenset[str] = frozense
             continue
         dq = dqs[0]
         after = {n.op_type for n in read_by.get(dq.output[0], [])}
-        if not after or not after <= readers or dq.output[0] in graph_outputs or q.output[0] in graph_outputs:
+        if not after or not after <= _SILU or dq.output[0] in graph_outputs or q.output[0] in graph_outputs:
             continue
         scale, zp, _ = _qparams(dq, inits)
         if scale.size != 1:
             continue
-        info = np.iinfo(zp.dtype)
-        scale, zp = float(scale.reshape(-1)[0]), int(zp.reshape(-1)[0])
-        lo, hi = f"{q.output[0]}_clip_lo", f"{q.output[0]}_clip_hi"
-        g.initializer.extend([numpy_helper.from_array(np.array((info.min - zp) * scale, np.float32), lo),
-                              numpy_helper.from_array(np.array((info.max - zp) * scale, np.float32), hi)])
-        clip = onnx.helper.make_node("Clip", [q.input[0], lo, hi], [dq.output[0]], name=f"{q.name or q.output[0]}_clip")
-        swap[id(q)], dropped = clip, dropped | {id(dq)}
+        swap[id(q)] = _range_clip(g, q.input[0], dq.output[0], float(scale.reshape(-1)[0]), zp, q.name or q.output[0])
+        dropped.add(id(dq))
     order = [swap.get(id(n), n) for n in nodes if id(n) not in dropped]
     del g.node[:]
     g.node.extend(order)
