@@ -291,3 +291,47 @@ def test_bad_input_one_line(capsys, model_pt, data, tmp_path):
         prune_model(nn.Sequential(nn.Conv2d(3, 8, 3)), 0.5)
     with pytest.raises(KDError, match="out of range"):
         prune_model(_yolo11n(), 1.0)
+
+
+def test_reinitialized_gives_the_pruned_widths_the_constructors_fresh_weights():
+    """The scratch control: same shapes, new weights drawn as Ultralytics' constructor draws them, DFL kept."""
+    import math
+
+    from ultralytics.nn.modules.block import DFL
+
+    from yolo_kd.prune.scratch import reinitialized
+
+    trained = prune_model(_yolo11n(), target_flops=0.5, importance="l2", round_to=8, imgsz=128)
+    with torch.no_grad():  # stand-in for training: move every weight away from its initial value
+        for p in trained.parameters():
+            p.add_(torch.randn_like(p).abs() + 0.5)
+        for b in trained.buffers():
+            if b.is_floating_point():
+                b.add_(0.7)
+    dfl = next(m for m in trained.modules() if isinstance(m, DFL)).conv.weight.clone()
+    torch.manual_seed(3)
+    fresh = reinitialized(trained)
+    torch.manual_seed(3)
+    again = reinitialized(trained)
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), again.state_dict().values()))  # seeded
+    sd0, sd1 = trained.state_dict(), fresh.state_dict()
+    assert {k: v.shape for k, v in sd0.items()} == {k: v.shape for k, v in sd1.items()}  # the pruned widths
+    assert count_params(fresh) == count_params(trained)
+    head, fixed = fresh.model[-1], next(m for m in fresh.modules() if isinstance(m, DFL)).conv
+    assert torch.equal(fixed.weight, dfl.float())  # the fixed projection onto 0..reg_max-1 is kept
+    for c in (m for m in fresh.modules() if isinstance(m, nn.Conv2d) and m is not fixed):
+        bound = 1 / math.sqrt(c.weight[0].numel())  # PyTorch's Kaiming-uniform(a=sqrt(5)) on fan_in
+        assert c.weight.abs().max() <= bound + 1e-7
+        if c.weight.numel() >= 1000:  # a uniform(-b, b) draw: std b / sqrt(3)
+            assert c.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.1)
+    bns = [m for m in fresh.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(b.weight, torch.ones_like(b.weight)) and not b.bias.any() for b in bns)
+    assert all(not b.running_mean.any() and torch.equal(b.running_var, torch.ones_like(b.running_var)) for b in bns)
+    assert all(b.eps == 1e-3 and b.momentum == 0.03 for b in bns)  # Ultralytics' settings, not PyTorch's
+    for i, (box, cls) in enumerate(zip(head.cv2, head.cv3)):  # Detect's prior biases
+        assert torch.allclose(box[-1].bias, torch.full_like(box[-1].bias, 2.0))
+        prior = math.log(5 / head.nc / (640 / float(head.stride[i])) ** 2)
+        assert torch.allclose(cls[-1].bias[: head.nc], torch.full((head.nc,), prior))
+    with torch.no_grad():
+        scores = fresh.eval()(torch.rand(1, 3, IMGSZ, IMGSZ))[0][:, 4:]
+    assert scores.max() < 0.05  # the prior: about 1% objectness, not a trained model's confident scores
