@@ -305,6 +305,7 @@ def test_reinitialized_gives_the_pruned_widths_the_constructors_fresh_weights():
     with torch.no_grad():  # stand-in for training: move every weight away from its initial value
         for p in trained.parameters():
             p.add_(torch.randn_like(p).abs() + 0.5)
+            p.requires_grad_(False)  # as a loaded checkpoint arrives
         for b in trained.buffers():
             if b.is_floating_point():
                 b.add_(0.7)
@@ -319,6 +320,7 @@ def test_reinitialized_gives_the_pruned_widths_the_constructors_fresh_weights():
     assert count_params(fresh) == count_params(trained)
     head, fixed = fresh.model[-1], next(m for m in fresh.modules() if isinstance(m, DFL)).conv
     assert torch.equal(fixed.weight, dfl.float())  # the fixed projection onto 0..reg_max-1 is kept
+    assert not fixed.weight.requires_grad and all(p.requires_grad for p in fresh.parameters() if p is not fixed.weight)
     for c in (m for m in fresh.modules() if isinstance(m, nn.Conv2d) and m is not fixed):
         bound = 1 / math.sqrt(c.weight[0].numel())  # PyTorch's Kaiming-uniform(a=sqrt(5)) on fan_in
         assert c.weight.abs().max() <= bound + 1e-7

@@ -23,7 +23,8 @@ def reinitialized(model: nn.Module) -> nn.Module:
     What ``DetectionModel(yaml)`` does after building its layers, layer by layer in module order: PyTorch's default
     initialisation of every trainable convolution (Kaiming-uniform) and BatchNorm (scale 1, shift 0, running statistics
     reset), Ultralytics' BatchNorm settings (``initialize_weights``) and the Detect head's prior biases
-    (``bias_init``). The DFL's convolution, a fixed projection onto 0..reg_max-1, keeps its weights. Draws from torch's
+    (``bias_init``). The DFL's convolution, a fixed projection onto 0..reg_max-1, keeps its weights and stays frozen;
+    every other parameter is trainable again (a loaded checkpoint arrives with all of them frozen). Draws from torch's
     global generator: seed it for a reproducible copy. (The draws are not the constructor's own sequence, which also
     initialises modules it then discards, e.g. C3k2's first bottlenecks; the distributions are the same.)
     """
@@ -37,6 +38,8 @@ def reinitialized(model: nn.Module) -> nn.Module:
     for m in fresh.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and id(m) not in fixed:
             m.reset_parameters()
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(True)
     initialize_weights(fresh)
     head = detect_head(fresh)
     if head is not None and torch.is_tensor(head.stride) and head.stride.numel():
