@@ -164,14 +164,18 @@ def main() -> None:
             for s in stages}
     files = {s[0]: _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] != "openvino"}
     if a.openvino:  # the same ONNX files as IRs (OpenVINO maps their Q/DQ to FakeQuantize and runs INT8; for QAT the
-        # convolutions-only file, as tools/qat.py converts it), and NNCF's IR
+        # trained network quantized in NNCF's placement, as tools/qat.py converts it), and NNCF's IR
         from yolo_kd.quantize.openvino_ir import ir_dir, onnx_to_ir
-        from yolo_kd.quantize.qat import convs_file, export_qat_openvino
+        from yolo_kd.quantize.qat import calibration_images, convs_file, export_qat_openvino_nncf
 
         def to_ir(key: str, f: Path) -> Path:
-            src, convert = (convs_file(f), export_qat_openvino) if key.startswith("qat") else (f, onnx_to_ir)
-            folder = ir_dir(src.parent, src.stem)
-            return folder if folder.is_dir() else convert(src, folder)
+            folder = ir_dir(f.parent, f.stem)
+            if folder.is_dir():
+                return folder
+            if key.startswith("qat"):  # as tools/qat.py converts it: the trained network in NNCF's placement
+                return export_qat_openvino_nncf(convs_file(f), folder, calibration_images(a.data, 32, a.lat_imgsz),
+                                                a.lat_imgsz)
+            return onnx_to_ir(f, folder)
 
         files |= {f"{k}_ov": to_ir(k, f) for k, f in files.items()}
         files |= {f"{s[0]}_ov": _onnx(out, s, a.seeds[0], a.lat_imgsz, a.data) for s in stages if s[3] == "openvino"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+from collections import Counter
 from pathlib import Path
 
 import cv2
@@ -324,6 +325,57 @@ def test_the_qat_ir_has_no_fake_quantize_before_a_silu_and_runs_what_the_clipped
         want = session.run(None, {session.get_inputs()[0].name: x})[0]
         got = compiled(x)[compiled.output(0)]
         assert np.abs(got - want)[:, :4].max() < 0.05, np.abs(got - want).max()  # boxes within 0.05 px
+
+
+def _fake_quantize_sites(folder: Path) -> tuple[Counter, Counter]:
+    """(op types that write a FakeQuantize's input, op types that read its output) of an IR."""
+    import openvino as ov
+
+    from yolo_kd.quantize.openvino_ir import ir_xml
+
+    fqs = [o for o in ov.Core().read_model(str(ir_xml(folder))).get_ops() if o.get_type_name() == "FakeQuantize"]
+    return (Counter(o.input(0).get_source_output().get_node().get_type_name() for o in fqs),
+            Counter(t.get_node().get_type_name() for o in fqs for t in o.output(0).get_target_inputs()))
+
+
+def test_the_openvino_ir_is_the_trained_network_in_nncfs_placement(qat_run, teacher_pt, tiny_data, tmp_path):
+    """tools/qat.py's OpenVINO file: NNCF places the quantizers exactly where it places them for the FP32 parent (none
+    on a Concat or Split output, which OpenVINO could not fuse into a convolution), INT8 kernels run, and it computes
+    what the trained network computes: closer to the clipped QAT file than the same network without fake quantization."""
+    pytest.importorskip("nncf")
+    import onnxruntime as ort
+
+    from yolo_kd.core.checkpoints import export_copy
+    from yolo_kd.quantize.openvino_graph import runtime_share
+    from yolo_kd.quantize.openvino_ir import compile_for_cpu, quantize_ir
+    from yolo_kd.quantize.qat import calibration_images, export_and_report
+    from yolo_kd.quantize.qat_graph import clip_conv_outputs
+    from ultralytics import YOLO
+
+    res = export_and_report(qat_run.best, Path(teacher_pt), tiny_data, 64, 4, ("onnxruntime", "openvino"),
+                            tmp_path / "run", report=False, ptq=False)
+    folder, qat_placed = res.openvino_int8, res.openvino_int8_convs
+    assert (folder.name, qat_placed.name) == ("qat_int8_openvino_model", "qat_int8_convs_openvino_model")
+    assert YOLO(str(folder), task="detect").names == YOLO(str(teacher_pt)).names  # Ultralytics' metadata kept
+    parent = export_copy(teacher_pt, tmp_path / "parent.onnx", format="onnx", imgsz=64, simplify=True, dynamic=False,
+                         batch=1)
+    quantize_ir(parent, tmp_path / "parent_int8_openvino_model", calibration_images(tiny_data, 4, 64), 64)
+    written, read = _fake_quantize_sites(folder)
+    assert (written, read) == _fake_quantize_sites(tmp_path / "parent_int8_openvino_model")
+    assert written["Concat"] == written["VariadicSplit"] == 0 and written["Swish"] >= 70
+    qat_written, _ = _fake_quantize_sites(qat_placed)
+    assert qat_written["Concat"] + qat_written["VariadicSplit"] >= 10  # where QAT's own file quantizes instead
+    assert runtime_share(folder).n_int8 >= 0.9 * 81
+    compiled, _ = compile_for_cpu(folder, threads=1)
+    clipped, _ = clip_conv_outputs(onnx.load(str(qat_run.int8_convs_onnx)))
+    session = ort.InferenceSession(clipped.SerializeToString(), providers=["CPUExecutionProvider"])
+    _, fp = _fake_quant_and_float(qat_run)
+    for x in _val_images(tiny_data, 2):
+        want = session.run(None, {session.get_inputs()[0].name: x})[0]
+        got = compiled(x)[compiled.output(0)]
+        float_err = np.abs(fp(torch.from_numpy(x))[0].detach().numpy() - want)
+        assert np.abs(got - want)[:, :4].mean() < 0.5 * float_err[:, :4].mean(), (np.abs(got - want).max(),
+                                                                                 float_err.max())
 
 
 def test_qat_fine_tune_without_teacher(teacher_pt, tiny_data, tmp_path):

@@ -280,6 +280,19 @@ def clip_conv_outputs(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     return model, len(swap)
 
 
+def trained_float_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[dict]]]:
+    """(float graph, QAT's quantization per tensor) of a QAT QDQ file ``model`` (changed in place): the network QAT
+    trained, for a quantizer that places its own quantizers (NNCF for OpenVINO).
+
+    Each convolution's pre-activation quantizer becomes the Clip to its range (:func:`clip_conv_outputs`: the
+    saturation the network trained with, which OpenVINO fuses into the convolution), every other Q/DQ pair is taken
+    out (:func:`strip_qdq`) and every weight stays at its QAT integer times its QAT scale. Without the Clips the
+    activations run away (a 5-epoch QAT run's plain float graph scored 0.03 mAP50-95, :func:`saturating_copy`)."""
+    model, _ = clip_conv_outputs(model)
+    model, overrides, _ = strip_qdq(model)
+    return model, overrides
+
+
 def _tensor_names(path: Path) -> tuple[set[str], set[str]]:
     """(activation tensors: graph inputs and node outputs, initializers) that survive onnxruntime's quantization
     pre-processing of ``path``."""
@@ -294,4 +307,4 @@ def _tensor_names(path: Path) -> tuple[set[str], set[str]]:
 
 
 __all__ = ["Completion", "strip_qdq", "saturating_copy", "calibrate_ranges",
-           "complete_for_onnxruntime", "clip_conv_outputs"]
+           "complete_for_onnxruntime", "clip_conv_outputs", "trained_float_graph"]

@@ -1,0 +1,88 @@
+"""A QAT run's two OpenVINO IRs against NNCF's PTQ IR of its parent: mAP50-95 per run, latency at 640 px (issue 16).
+
+    python benchmarks/qat_openvino.py runs/qat/s0 runs/qat/s1 runs/qat/s2 --imgsz 96 --lat-imgsz 640 --out runs/qat_ov
+
+For each ``tools/qat.py`` run folder (``qat.yaml``, ``train/weights/best.pt``), at ``--imgsz`` and calibrated on
+``--calib-images`` train images as ``tools/qat.py`` calibrates:
+
+- ``QAT IR, NNCF placement``: what ``tools/qat.py`` writes as ``qat_int8_openvino_model/`` (the trained network
+  quantized by NNCF, :func:`yolo_kd.quantize.qat.export_qat_openvino_nncf`);
+- ``QAT IR, QAT placement``: ``qat_int8_convs.onnx`` as an IR (:func:`yolo_kd.quantize.qat.export_qat_openvino`);
+- ``NNCF PTQ IR (parent)``: the model QAT started from, quantized by NNCF (``tools/export_int8.py --backend openvino``).
+
+Each is validated on the val split (Ultralytics' validator, batch 1). Then the first run's three IRs and its parent's
+FP32 IR are exported again at ``--lat-imgsz`` and timed in turns in one process (:mod:`yolo_kd.quantize.report`).
+Writes ``<out>/qat_openvino.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+import yaml
+
+ARMS = ("QAT IR, NNCF placement", "QAT IR, QAT placement", "NNCF PTQ IR (parent)")
+
+
+def build(run: Path, out: Path, imgsz: int, calib_images: int) -> dict[str, Path]:
+    """The three IRs of ``run`` at ``imgsz`` in ``out`` (and the parent's FP32 IR); existing folders are kept."""
+    from yolo_kd.quantize.openvino_ir import ir_dir
+    from yolo_kd.quantize.ptq import export_int8
+    from yolo_kd.quantize.qat import calibration_images, export_qat_onnx, export_qat_openvino, export_qat_openvino_nncf
+
+    settings = yaml.safe_load((run / "qat.yaml").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    convs = out / "qat_int8_convs.onnx"
+    if not convs.is_file():
+        export_qat_onnx(run / "train" / "weights" / "best.pt", convs, imgsz)
+    nncf, qat = ir_dir(out, "qat_int8"), ir_dir(out, "qat_int8_convs")
+    if not nncf.is_dir():
+        export_qat_openvino_nncf(convs, nncf, calibration_images(settings["data"], calib_images, imgsz), imgsz)
+    if not qat.is_dir():
+        export_qat_openvino(convs, qat)
+    parent = export_int8(settings["model"], settings["data"], imgsz=imgsz, calib_images=calib_images, out_dir=out,
+                         fp32_name="parent_fp32.onnx", int8_name="parent_ptq_int8.onnx", backend="both")
+    return {ARMS[0]: nncf, ARMS[1]: qat, ARMS[2]: parent.openvino_int8, "FP32 IR (parent)": parent.openvino_fp32}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="tools/qat.py run folders")
+    p.add_argument("--imgsz", type=int, required=True, help="the size the runs trained at (mAP)")
+    p.add_argument("--lat-imgsz", type=int, default=640, help="the size latency is measured at")
+    p.add_argument("--calib-images", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=20.0, help="timing budget per file")
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args()
+
+    from yolo_kd.core.files import write_json_atomic, write_text_atomic
+    from yolo_kd.quantize.report import markdown_table, measure_all, onnx_map
+
+    maps: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for k, run in enumerate(a.runs):
+        data = yaml.safe_load((run / "qat.yaml").read_text())["data"]
+        irs = build(run, a.out / f"run{k}_{a.imgsz}", a.imgsz, a.calib_images)
+        for arm in ARMS:
+            maps[arm].append(100 * onnx_map(irs[arm], data, a.imgsz)[1])
+    lines = [f"| IR | {' | '.join(r.name for r in a.runs)} | mean | − QAT placement |", "|---" * (len(a.runs) + 3) + "|"]
+    for arm in ARMS:
+        m = maps[arm]
+        lines.append(f"| {arm} | {' | '.join(f'{v:.2f}' for v in m)} | {statistics.mean(m):.2f} | "
+                     f"{statistics.mean(m) - statistics.mean(maps[ARMS[1]]):+.2f} |")
+    irs = build(a.runs[0], a.out / f"run0_{a.lat_imgsz}", a.lat_imgsz, min(a.calib_images, 32))
+    rows = measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in ARMS}}, data,
+                       a.lat_imgsz, threads=a.threads, latency_seconds=a.seconds, with_map=False)
+    table = (f"mAP50-95 (points) at {a.imgsz} px, val split:\n\n" + "\n".join(lines)
+             + f"\n\nLatency of {a.runs[0]}'s IRs at {a.lat_imgsz} px, {a.threads} threads, in turns:\n\n"
+             + markdown_table(rows))
+    write_text_atomic(a.out / "qat_openvino.md", table + "\n")
+    write_json_atomic(a.out / "qat_openvino.json", {"runs": [str(r) for r in a.runs], "imgsz": a.imgsz, "map50_95": maps,
+                                                    "latency": [r.to_dict() for r in rows]})
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
