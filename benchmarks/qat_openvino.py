@@ -55,6 +55,7 @@ def main() -> None:
     p.add_argument("--calib-images", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=20.0, help="timing budget per file")
+    p.add_argument("--repeats", type=int, default=2, help="timing rounds (each times every file in turns)")
     p.add_argument("--out", type=Path, required=True)
     a = p.parse_args()
 
@@ -67,20 +68,21 @@ def main() -> None:
         irs = build(run, a.out / f"run{k}_{a.imgsz}", a.imgsz, a.calib_images)
         for arm in ARMS:
             maps[arm].append(100 * onnx_map(irs[arm], data, a.imgsz)[1])
-    lines = [f"| IR | {' | '.join(r.name for r in a.runs)} | mean | − QAT placement |", "|---" * (len(a.runs) + 3) + "|"]
+    lines = [f"| IR | {' | '.join('/'.join(r.parts[-2:]) for r in a.runs)} | mean | − QAT placement |", "|---" * (len(a.runs) + 3) + "|"]
     for arm in ARMS:
         m = maps[arm]
         lines.append(f"| {arm} | {' | '.join(f'{v:.2f}' for v in m)} | {statistics.mean(m):.2f} | "
                      f"{statistics.mean(m) - statistics.mean(maps[ARMS[1]]):+.2f} |")
     irs = build(a.runs[0], a.out / f"run0_{a.lat_imgsz}", a.lat_imgsz, min(a.calib_images, 32))
-    rows = measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in ARMS}}, data,
-                       a.lat_imgsz, threads=a.threads, latency_seconds=a.seconds, with_map=False)
+    rounds = [measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in ARMS}}, data,
+                          a.lat_imgsz, threads=a.threads, latency_seconds=a.seconds, with_map=False)
+              for _ in range(a.repeats)]
     table = (f"mAP50-95 (points) at {a.imgsz} px, val split:\n\n" + "\n".join(lines)
-             + f"\n\nLatency of {a.runs[0]}'s IRs at {a.lat_imgsz} px, {a.threads} threads, in turns:\n\n"
-             + markdown_table(rows))
+             + "".join(f"\n\nLatency of {a.runs[0]}'s IRs at {a.lat_imgsz} px, {a.threads} threads, in turns, round "
+                       f"{k + 1} of {a.repeats}:\n\n" + markdown_table(rows) for k, rows in enumerate(rounds)))
     write_text_atomic(a.out / "qat_openvino.md", table + "\n")
     write_json_atomic(a.out / "qat_openvino.json", {"runs": [str(r) for r in a.runs], "imgsz": a.imgsz, "map50_95": maps,
-                                                    "latency": [r.to_dict() for r in rows]})
+                                                    "latency": [[r.to_dict() for r in rows] for rows in rounds]})
     print(table)
 
 
