@@ -14,9 +14,9 @@
    activation. The decode (head output convs, DFL, concat) stays float, as on the PTQ path;
 3. with OpenVINO installed, two IRs. ``qat_int8_openvino_model/``, the file for OpenVINO: the trained network (QAT's
    weights, the saturation of its pre-activations) quantized by NNCF with NNCF's own placement, which OpenVINO fuses
-   into its INT8 convolutions, so it runs as fast as NNCF's PTQ IR (measured 1.01x; docs/int8.md).
+   into its INT8 convolutions, so it runs as fast as NNCF's PTQ IR (measured 0.99-1.03x; docs/int8.md).
    ``qat_int8_convs_openvino_model/``: ``qat_int8_convs.onnx`` itself (OpenVINO turns its Q/DQ pairs into
-   FakeQuantize), every quantizer where QAT trained it: the most accurate (+0.33 mAP50-95 over 3 seeds) and about
+   FakeQuantize), every quantizer where QAT trained it: the most accurate (+0.32 mAP50-95 over 3 seeds) and about
    1.2x slower, because QAT quantizes where a convolution reads and OpenVINO fuses quantizers where one writes;
 4. the parent (the model QAT started from) as FP32 ONNX and as PTQ INT8 ONNX (:func:`yolo_kd.quantize.ptq.export_int8`),
    on the same calibration images, and the side-by-side report (:mod:`yolo_kd.quantize.report`: size, INT8
