@@ -43,7 +43,7 @@ def build(run: Path, out: Path, imgsz: int, calib_images: int) -> dict[str, Path
     if not qat.is_dir():
         export_qat_openvino(convs, qat)
     parent = export_int8(settings["model"], settings["data"], imgsz=imgsz, calib_images=calib_images, out_dir=out,
-                         fp32_name="parent_fp32.onnx", int8_name="parent_ptq_int8.onnx", backend="both")
+                         fp32_name="parent_fp32.onnx", backend="openvino")  # no onnxruntime INT8 file: unused here
     return {ARMS[0]: nncf, ARMS[1]: qat, ARMS[2]: parent.openvino_int8, "FP32 IR (parent)": parent.openvino_fp32}
 
 
@@ -63,8 +63,9 @@ def main() -> None:
     from yolo_kd.quantize.report import markdown_table, measure_all, onnx_map
 
     maps: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    data_of = lambda run: yaml.safe_load((run / "qat.yaml").read_text())["data"]  # noqa: E731
     for k, run in enumerate(a.runs):
-        data = yaml.safe_load((run / "qat.yaml").read_text())["data"]
+        data = data_of(run)
         irs = build(run, a.out / f"run{k}_{a.imgsz}", a.imgsz, a.calib_images)
         for arm in ARMS:
             maps[arm].append(100 * onnx_map(irs[arm], data, a.imgsz)[1])
@@ -74,7 +75,7 @@ def main() -> None:
         lines.append(f"| {arm} | {' | '.join(f'{v:.2f}' for v in m)} | {statistics.mean(m):.2f} | "
                      f"{statistics.mean(m) - statistics.mean(maps[ARMS[1]]):+.2f} |")
     irs = build(a.runs[0], a.out / f"run0_{a.lat_imgsz}", a.lat_imgsz, min(a.calib_images, 32))
-    rounds = [measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in ARMS}}, data,
+    rounds = [measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in ARMS}}, data_of(a.runs[0]),
                           a.lat_imgsz, threads=a.threads, latency_seconds=a.seconds, with_map=False)
               for _ in range(a.repeats)]
     table = (f"mAP50-95 (points) at {a.imgsz} px, val split:\n\n" + "\n".join(lines)
