@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import importlib.util
 from collections import Counter
 from pathlib import Path
 
@@ -13,13 +14,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import yaml
 from ultralytics.cfg import get_cfg
 from ultralytics.nn.tasks import DetectionModel
 
 from yolo_kd.commands import qat as qat_cmd
 from yolo_kd.core.errors import KDError, run_cli
 from yolo_kd.quantize.calibration import letterbox_tensor
-from yolo_kd.quantize.fake_quant import QATConv2d, decode_convs, is_qat
+from yolo_kd.quantize.fake_quant import FakeQuantOutput, QATConv2d, decode_convs, decode_inputs, is_qat, quantizers
 from yolo_kd.quantize.qat import freeze, prepare_qat, run_qat
 
 QAT_ARGS = dict(epochs=1, imgsz=64, batch=16, device="cpu", calib_images=4, backend="onnxruntime", workers=0,
@@ -60,6 +62,28 @@ def test_prepare_keeps_the_decode_float_and_calibrates_ranges():
         prepare_qat(q, [])
 
 
+def test_the_nncf_placement_quantizes_where_tensors_are_written():
+    """placement=nncf: the image and every weight, then each activation's output (not a convolution's input or
+    pre-activation) and each residual block's sum; the blocks only the decode reads stay unquantized."""
+    from ultralytics.nn.modules import Conv
+    from ultralytics.nn.modules.block import Bottleneck, PSABlock
+
+    torch.manual_seed(0)
+    q = prepare_qat(DetectionModel("yolo11n.yaml", nc=4, verbose=False), [torch.rand(1, 3, 64, 64) for _ in range(2)],
+                    placement="nncf")
+    convs = [x for x in q.modules() if isinstance(x, QATConv2d)]
+    assert len(convs) == 81 and convs[0] is q.model[0].conv and convs[0].input_fq is not None
+    assert all(c.input_fq is None and c.output_fq is None and c.weight_fq is not None for c in convs[1:])
+    blocks, quiet = [x for x in q.modules() if isinstance(x, Conv)], decode_inputs(q)
+    assert len(quiet) == 6  # the last block of each box and class branch, read only by its float output conv
+    assert all(isinstance(b.act, FakeQuantOutput) == (id(b) not in quiet) for b in blocks)
+    residual = {id(x.module) for x in q.modules() if isinstance(x, FakeQuantOutput) and isinstance(x.module, (Bottleneck, PSABlock))}
+    assert residual and residual == {id(x) for x in q.modules() if isinstance(x, (Bottleneck, PSABlock)) and x.add}
+    acts = [f for _, f in quantizers(q) if f.qscheme != torch.per_channel_symmetric]
+    assert len(acts) == 1 + len(blocks) - len(quiet) + len(residual)
+    assert all(float(f.scale) != 1.0 and not f.observer_enabled for f in acts)  # calibrated, then held
+
+
 def test_gradients_reach_the_fake_quantized_student_not_the_teacher():
     from yolo_kd.distill.config import load_kd_config
     from yolo_kd.distill.model import KDModel
@@ -84,10 +108,8 @@ def _fake_quant_and_float(qat_run):
     ckpt = torch.load(str(qat_run.best), weights_only=False)
     fq = freeze((ckpt.get("ema") or ckpt["model"]).float().eval())
     fp = copy.deepcopy(fq)
-    for m in fp.modules():
-        if isinstance(m, QATConv2d):
-            for f in (m.input_fq, m.weight_fq, m.output_fq):
-                f.disable_fake_quant()
+    for _, f in quantizers(fp):
+        f.disable_fake_quant()
     return fq, fp
 
 
@@ -376,6 +398,55 @@ def test_the_openvino_ir_is_the_trained_network_in_nncfs_placement(qat_run, teac
         float_err = np.abs(fp(torch.from_numpy(x))[0].detach().numpy() - want)
         assert np.abs(got - want)[:, :4].mean() < 0.5 * float_err[:, :4].mean(), (np.abs(got - want).max(),
                                                                                  float_err.max())
+
+
+@pytest.fixture(scope="module")
+def qat_run_nncf(teacher_pt, tiny_data, tmp_path_factory):
+    """QAT as ``qat_run``, the quantizers in NNCF's placement."""
+    out = tmp_path_factory.mktemp("qat") / "nncf"
+    return run_qat(teacher_pt, tiny_data, teacher=teacher_pt, save_dir=out, report=False, ptq=False, placement="nncf",
+                   **QAT_ARGS)
+
+
+def _activation_writers(model: onnx.ModelProto) -> Counter:
+    """Op types that write the tensors a QDQ file quantizes (``input``: the graph input), weights left out."""
+    inits = {i.name for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    return Counter(producer[q.input[0]].op_type if q.input[0] in producer else "input" for q in model.graph.node
+                   if q.op_type == "QuantizeLinear" and q.input[0] not in inits)
+
+
+def test_the_nncf_placement_exports_what_it_trained_where_openvino_fuses_it(qat_run_nncf, qat_run, tiny_data, tmp_path):
+    """The nncf-placement run's QDQ file quantizes activation outputs (SiLU's Mul, residual Adds, the image), never a
+    Concat or Split output as the conv placement does; it computes what the fake-quantized model computed; the
+    onnxruntime file still runs every convolution outside the decode in INT8; and its own OpenVINO IR keeps every
+    quantizer where a convolution or activation writes, which OpenVINO fuses."""
+    import onnxruntime as ort
+
+    from yolo_kd.quantize.onnx_graph import kernel_share
+
+    assert yaml.safe_load((qat_run_nncf.save_dir / "qat.yaml").read_text())["placement"] == "nncf"
+    writers = _activation_writers(onnx.load(str(qat_run_nncf.int8_convs_onnx)))
+    assert writers["Concat"] == writers["Split"] == 0 and writers["input"] == 1
+    assert writers["Mul"] >= 60 and writers["Add"] >= 5, writers
+    conv_placed = _activation_writers(onnx.load(str(qat_run.int8_convs_onnx)))
+    assert conv_placed["Concat"] + conv_placed["Split"] >= 10 and conv_placed["Conv"] >= 70  # the other placement
+    assert kernel_share(qat_run_nncf.int8_onnx).n_int8 == 81  # onnxruntime needs the conv outputs: its file adds them
+    fq, fp = _fake_quant_and_float(qat_run_nncf)
+    session = ort.InferenceSession(str(qat_run_nncf.int8_convs_onnx), providers=["CPUExecutionProvider"])
+    for x in _val_images(tiny_data):
+        want = fq(torch.from_numpy(x))[0].detach().numpy()
+        err = np.abs(session.run(None, {session.get_inputs()[0].name: x})[0] - want)
+        assert np.median(err) < 1e-3 and np.abs(fp(torch.from_numpy(x))[0].detach().numpy() - want).max() > 10 * np.median(err)
+    if importlib.util.find_spec("openvino") is None:
+        return
+    from yolo_kd.quantize.openvino_graph import runtime_share
+    from yolo_kd.quantize.qat import export_qat_openvino
+
+    folder = export_qat_openvino(qat_run_nncf.int8_convs_onnx, tmp_path / "qat_int8_convs_openvino_model")
+    written, _ = _fake_quantize_sites(folder)
+    assert written["Concat"] == written["VariadicSplit"] == 0 and written["Swish"] >= 60, written
+    assert runtime_share(folder).n_int8 >= 0.9 * 81
 
 
 def test_qat_fine_tune_without_teacher(teacher_pt, tiny_data, tmp_path):

@@ -40,6 +40,9 @@ def build_parser() -> ArgParser:
                    help="train images that set the activation ranges before QAT, and calibrate the parent's PTQ (default 128)")
     p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "both"],
                    help="INT8 runtimes to export for (default auto: OpenVINO too where it is installed)")
+    p.add_argument("--placement", default="conv", choices=["conv", "nncf"],
+                   help="where the activation quantizers train: conv = every convolution's input and output (default), "
+                        "nncf = where NNCF puts them for OpenVINO (after the activations)")
     p.add_argument("--kd-cfg", help="distillation YAML (default cfg/kd_default.yaml)")
     for key in config_keys():
         p.add_argument(f"--kd-{key.replace('_', '-')}", dest=f"kd_{key}", default=None, metavar="V", help=f"distillation '{key}'")
@@ -83,11 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.model, args.data, teacher=args.teacher, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch,
         device=args.device, calib_images=args.calib_images, backend=args.backend,
         save_dir=Path(args.project) / args.name, kd_cfg=args.kd_cfg, resume=args.resume, report=not args.no_report,
-        ptq=not args.no_ptq, threads=args.threads, latency_seconds=args.latency_seconds, **overrides)
+        ptq=not args.no_ptq, threads=args.threads, latency_seconds=args.latency_seconds, placement=args.placement,
+        **overrides)
     if result.table:
         print("\n" + result.table + "\n")
     print(f"QAT checkpoint: {result.best}\nINT8 ONNX:      {result.int8_onnx}")
-    if result.openvino_int8:
+    if result.openvino_int8 and not result.openvino_int8_convs:
+        print(f"INT8 IR:        {result.openvino_int8}  (the network as trained, quantizers in NNCF's placement)")
+    elif result.openvino_int8:
         print(f"INT8 IR:        {result.openvino_int8}  (NNCF's placement: as fast as OpenVINO's own INT8)")
     if result.openvino_int8_convs:
         print(f"INT8 IR:        {result.openvino_int8_convs}  (QAT's placement: slower, more accurate)")

@@ -10,6 +10,13 @@ computes what the fake-quantized network computed in training.
 Batch norm is folded into the convolutions first (Ultralytics' ``fuse``), as the exported graph has it. The
 detection decode stays float: the box/class output convolutions of the head and the DFL convolution get no
 fake quantization (the PTQ path's ``head`` and ``dfl`` groups), and neither does anything after them.
+
+That is the ``conv`` placement. OpenVINO (NNCF) quantizes elsewhere: where a tensor is *written*, after the activation
+(and after a residual Add), and it fuses such a quantizer into the convolution that writes the tensor; a quantizer
+where a convolution *reads* (a Concat, a Split half) stays a separate pass. The ``nncf`` placement trains with the
+quantizers where NNCF puts them for yolo11: the image, every weight, the output of every ``Conv`` block's activation
+(except the block that only the decode reads) and of every residual block (``Bottleneck``, ``PSABlock``). Its QDQ
+file is then already in the placement OpenVINO fuses.
 """
 
 from __future__ import annotations
@@ -35,23 +42,43 @@ def weight_fq() -> FakeQuantize:
                         dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
 
 
+#: where QAT puts the activation quantizers: ``conv`` = each convolution's input and output (onnxruntime's
+#: ``QLinearConv``), ``nncf`` = where each tensor is written (OpenVINO's fusion, NNCF's placement)
+PLACEMENTS = ("conv", "nncf")
+
+
 class QATConv2d(nn.Conv2d):
-    """``nn.Conv2d`` whose input, weight and output are fake-quantized. State-dict keys of the plain convolution
-    (``weight``, ``bias``) are kept; the quantizers add ``input_fq.*``, ``weight_fq.*`` and ``output_fq.*``."""
+    """``nn.Conv2d`` whose weight, and optionally input and output, are fake-quantized. State-dict keys of the plain
+    convolution (``weight``, ``bias``) are kept; the quantizers add ``weight_fq.*`` (and ``input_fq.*``,
+    ``output_fq.*``)."""
 
     @classmethod
-    def from_float(cls, conv: nn.Conv2d) -> "QATConv2d":
+    def from_float(cls, conv: nn.Conv2d, inputs: bool = True, outputs: bool = True) -> "QATConv2d":
         q = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                 conv.groups, conv.bias is not None, conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
         q.weight, q.bias = conv.weight, conv.bias
-        q.input_fq, q.weight_fq, q.output_fq = activation_fq(), weight_fq(), activation_fq()
+        q.weight_fq = weight_fq()
+        q.input_fq = activation_fq() if inputs else None
+        q.output_fq = activation_fq() if outputs else None
         return q.to(conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # fake quantization runs in float32 (under AMP the convolution itself still runs in half precision)
-        x = self.input_fq(x.float())
+        x = x.float() if self.input_fq is None else self.input_fq(x.float())
         y = self._conv_forward(x, self.weight_fq(self.weight.float()), None if self.bias is None else self.bias.float())
-        return self.output_fq(y.float())
+        return y if self.output_fq is None else self.output_fq(y.float())
+
+
+class FakeQuantOutput(nn.Module):
+    """``module`` with its output fake-quantized (u8, one scale per tensor): a quantizer where a tensor is written."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+        self.output_fq = activation_fq()
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.output_fq(self.module(*args, **kwargs).float())
 
 
 def quantizers(model: nn.Module) -> Iterable[tuple[str, FakeQuantize]]:
@@ -76,17 +103,51 @@ def decode_convs(model: nn.Module) -> set[int]:
     return found
 
 
-def insert_fake_quant(model: nn.Module) -> tuple[int, int]:
-    """Replace every ``nn.Conv2d`` of ``model`` outside the decode by a :class:`QATConv2d`, in place.
-    Returns (quantized convs, float-kept convs)."""
+def decode_inputs(model: nn.Module) -> set[int]:
+    """ids of the ``Conv`` blocks whose output only the decode reads: the last block before each box/class branch's
+    output convolution."""
+    from ultralytics.nn.modules import Conv
+
+    head = model.model[-1]
+    found = set()
+    for attr in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+        for branch in getattr(head, attr, None) or []:
+            if isinstance(branch, nn.Sequential) and len(branch) > 1:
+                blocks = [m for m in branch[:-1].modules() if isinstance(m, Conv)]
+                found |= {id(blocks[-1])} if blocks else set()
+    return found
+
+
+def _wrap_outputs(model: nn.Module, wanted) -> int:
+    """Wrap every child module ``m`` of ``model`` with ``wanted(m)`` in a :class:`FakeQuantOutput`, in place."""
+    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+               if wanted(child)]
+    for parent, name, child in targets:
+        setattr(parent, name, FakeQuantOutput(child))
+    return len(targets)
+
+
+def insert_fake_quant(model: nn.Module, placement: str = "conv") -> tuple[int, int]:
+    """Replace every ``nn.Conv2d`` of ``model`` outside the decode by a :class:`QATConv2d`, in place, with the
+    activation quantizers of ``placement`` (:data:`PLACEMENTS`). Returns (quantized convs, float-kept convs)."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"unknown QAT placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
     skip = decode_convs(model)
-    n_q = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Conv2d and id(child) not in skip:
-                setattr(parent, name, QATConv2d.from_float(child))
-                n_q += 1
-    return n_q, len(skip)
+    convs = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if type(child) is nn.Conv2d and id(child) not in skip]
+    for k, (parent, name, child) in enumerate(convs):
+        both = placement == "conv"  # nncf: the weights here; the image at the first convolution
+        setattr(parent, name, QATConv2d.from_float(child, inputs=both or k == 0, outputs=both))
+    if placement == "nncf":
+        from ultralytics.nn.modules import Conv
+        from ultralytics.nn.modules.block import Bottleneck, PSABlock
+
+        quiet = decode_inputs(model)
+        blocks = [m for m in model.modules() if isinstance(m, Conv) and id(m) not in quiet]
+        _wrap_outputs(model, lambda m: isinstance(m, (Bottleneck, PSABlock)) and getattr(m, "add", False))
+        for block in blocks:
+            block.act = FakeQuantOutput(block.act)
+    return len(convs), len(skip)
 
 
 def set_observers(model: nn.Module, activations: bool, weights: bool = True) -> None:
@@ -108,5 +169,10 @@ def is_qat(model: nn.Module) -> bool:
     return any(isinstance(m, QATConv2d) for m in model.modules())
 
 
-__all__ = ["QATConv2d", "activation_fq", "weight_fq", "decode_convs", "insert_fake_quant", "set_observers",
-           "set_fake_quant", "quantizers", "is_qat"]
+def placement_of(model: nn.Module) -> str:
+    """The :data:`PLACEMENTS` entry of a fake-quantized ``model``."""
+    return "nncf" if any(isinstance(m, FakeQuantOutput) for m in model.modules()) else "conv"
+
+
+__all__ = ["PLACEMENTS", "QATConv2d", "FakeQuantOutput", "activation_fq", "weight_fq", "decode_convs", "decode_inputs",
+           "insert_fake_quant", "set_observers", "set_fake_quant", "quantizers", "is_qat", "placement_of"]

@@ -43,7 +43,7 @@ from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.log import LOGGER
 from ..distill.schedule import fine_tune_temperature
-from .fake_quant import insert_fake_quant, is_qat, set_fake_quant, set_observers
+from .fake_quant import PLACEMENTS, insert_fake_quant, is_qat, set_fake_quant, set_observers
 from .qat_graph import Completion, complete_for_onnxruntime
 
 #: fine-tuning settings that differ from Ultralytics' defaults: the model is trained already, and a warm-up's high
@@ -62,7 +62,7 @@ class QATResult:
     int8_convs_onnx: Path | None = None  # convolutions only: exactly the trained network; the OpenVINO IR's source
     completion: Completion | None = None  # what the onnxruntime file kept from QAT
     openvino_int8: Path | None = None  # the IR for OpenVINO: QAT's network in NNCF's placement
-    openvino_int8_convs: Path | None = None  # the IR of qat_int8_convs.onnx: QAT's own placement
+    openvino_int8_convs: Path | None = None  # the IR of qat_int8_convs.onnx: QAT's own conv placement (None: nncf)
     parent_fp32: Path | None = None
     parent_ptq: Path | None = None
     rows: list = field(default_factory=list)
@@ -91,15 +91,16 @@ def calibration_batches(data: str, n: int, imgsz: int) -> list[torch.Tensor]:
     return [torch.from_numpy(letterbox_tensor(cv2.imread(str(f)), imgsz)) for f in calibration_images(data, n, imgsz)]
 
 
-def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor]) -> torch.nn.Module:
-    """A fake-quantized copy of ``model``: batch norm folded, every convolution outside the decode fake-quantized,
-    activation ranges calibrated on ``images`` (float forward passes) and then held fixed; weight scales keep
-    following the weights while training."""
+def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor], placement: str = "conv") -> torch.nn.Module:
+    """A fake-quantized copy of ``model``: batch norm folded, every convolution outside the decode fake-quantized
+    with the activation quantizers of ``placement`` (:data:`~yolo_kd.quantize.fake_quant.PLACEMENTS`), activation
+    ranges calibrated on ``images`` (float forward passes) and then held fixed; weight scales keep following the
+    weights while training."""
     if is_qat(model):
         raise KDError("the model is fake-quantized already (a QAT checkpoint): pass its FP32 parent, or --resume its run")
     model = copy.deepcopy(model).float().eval()
     model.fuse(verbose=False)  # BN folded into the convs, as the exported graph has it
-    n_q, n_float = insert_fake_quant(model)
+    n_q, n_float = insert_fake_quant(model, placement)
     device = next(model.parameters()).device
     set_fake_quant(model, False)
     set_observers(model, activations=True, weights=True)
@@ -108,8 +109,8 @@ def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor]) -> torch.nn.
             model(x.to(device))
     set_fake_quant(model, True)
     set_observers(model, activations=False, weights=True)
-    LOGGER.info(f"yolo_kd: QAT: {n_q} convolutions fake-quantized, {n_float} decode convolutions float, "
-                f"activation ranges from {len(images)} train images")
+    LOGGER.info(f"yolo_kd: QAT: {n_q} convolutions fake-quantized ({placement} placement), {n_float} decode convolutions "
+                f"float, activation ranges from {len(images)} train images")
     return model.requires_grad_(True)
 
 
@@ -259,11 +260,13 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
             imgsz: int = 640, batch: int = 16, device: Any = None, calib_images: int = 128, backend: str = "auto",
             save_dir: str | Path = "runs/qat/exp", kd_cfg: str | Path | dict | None = None, resume: str | Path | None = None,
             report: bool = True, ptq: bool = True, threads: int = 2, latency_seconds: float = 6.0,
-            **train_overrides: Any) -> QATResult:
+            placement: str = "conv", **train_overrides: Any) -> QATResult:
     """Fine-tune ``model`` with fake quantization (distilling from ``teacher`` when given), export INT8, report.
 
     ``resume``: the run's ``train/weights/last.pt``; training continues where it stopped (a finished run goes
     straight to the export) and every other setting comes from the run's ``qat.yaml``.
+    ``placement``: where the activation quantizers train (:data:`~yolo_kd.quantize.fake_quant.PLACEMENTS`): ``conv``
+    at every convolution's input and output, ``nncf`` where NNCF puts them for OpenVINO.
     ``**train_overrides``: other Ultralytics training arguments (lr0, optimizer, workers, seed, ...).
     """
     from ..api import train
@@ -279,13 +282,15 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
         saved = yaml.safe_load(settings_path(save_dir).read_text())
         model, data, teacher, imgsz, calib_images, backend = (saved[k] for k in ("model", "data", "teacher", "imgsz",
                                                                                  "calib_images", "backend"))
-        report, ptq = saved.get("report", report), saved.get("ptq", ptq)
+        report, ptq, placement = saved.get("report", report), saved.get("ptq", ptq), saved.get("placement", "conv")
     if model is None:
         raise KDError("no model given: pass --model best.pt (the trained FP32 model to fine-tune with QAT)")
     if not isinstance(epochs, int) or epochs < 1:
         raise KDError(f"--epochs {epochs} is invalid: pass 1 or more QAT fine-tuning epochs (e.g. 10)")
     if backend not in BACKENDS:
         raise KDError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if placement not in PLACEMENTS:
+        raise KDError(f"unknown placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
     if not isinstance(calib_images, int) or calib_images < 1:
         raise KDError(f"--calib-images {calib_images} is invalid: pass 1 or more train images (e.g. 128)")
     backends = export_backends(backend)
@@ -308,10 +313,10 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
         write_text_atomic(settings_path(save_dir), yaml.safe_dump({
             "model": str(Path(model).resolve()), "teacher": str(Path(teacher).resolve()) if teacher else None,
             "data": data, "epochs": epochs, "imgsz": imgsz, "batch": batch, "calib_images": calib_images,
-            "backend": backend, "report": report, "ptq": ptq, **{k: v for k, v in train_overrides.items()
+            "backend": backend, "report": report, "ptq": ptq, "placement": placement, **{k: v for k, v in train_overrides.items()
                                                                   if isinstance(v, (int, float, str, bool))}},
             sort_keys=False))
-        qmodel = prepare_qat(parent, calibration_batches(data, calib_images, imgsz))
+        qmodel = prepare_qat(parent, calibration_batches(data, calib_images, imgsz), placement)
         run = {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
                "project": str(save_dir), "name": "train", "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
         run.update(fine_tune_temperature(kd_cfg, run))
@@ -320,19 +325,22 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
     if not best.is_file():
         raise KDError(f"the QAT run wrote no '{best}': check the training log above")
     return export_and_report(best, Path(model), data, imgsz, calib_images, backends, save_dir, report, ptq, threads,
-                             latency_seconds)
+                             latency_seconds, placement)
 
 
 def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_images: int, backends: tuple[str, ...],
                       save_dir: Path, report: bool = True, ptq: bool = True, threads: int = 2,
-                      latency_seconds: float = 6.0) -> QATResult:
-    """QAT INT8 ONNX (+ IR), the parent's FP32 and PTQ INT8 files, and the report table/JSON."""
+                      latency_seconds: float = 6.0, placement: str = "conv") -> QATResult:
+    """QAT INT8 ONNX (+ IR), the parent's FP32 and PTQ INT8 files, and the report table/JSON. ``placement``: the
+    run's (:data:`~yolo_kd.quantize.fake_quant.PLACEMENTS`); an ``nncf``-placed run's own quantizers are the IR."""
     from .openvino_ir import ir_dir
     from .ptq import export_int8
 
     int8, convs, done = export_qat_int8(best, save_dir, imgsz, data, calib_images)
     res = QATResult(save_dir, best, int8, convs, done)
-    if "openvino" in backends:
+    if "openvino" in backends and placement == "nncf":  # trained where OpenVINO fuses: the file is the network
+        res.openvino_int8 = export_qat_openvino(convs, ir_dir(save_dir, int8.stem))
+    elif "openvino" in backends:
         res.openvino_int8 = export_qat_openvino_nncf(convs, ir_dir(save_dir, int8.stem), calibration_images(
             data, calib_images, imgsz), imgsz)
         res.openvino_int8_convs = export_qat_openvino(convs, ir_dir(save_dir, convs.stem))
@@ -351,8 +359,11 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     if res.openvino_int8 is not None:
         if ptq and exp.openvino_int8 is not None:
             models["PTQ INT8 IR (parent)"] = exp.openvino_int8
-        models["QAT INT8 IR (NNCF placement)"] = res.openvino_int8
-        models["QAT INT8 IR, QAT placement (qat_int8_convs)"] = res.openvino_int8_convs
+        if res.openvino_int8_convs is None:
+            models["QAT INT8 IR (trained in NNCF placement)"] = res.openvino_int8
+        else:
+            models["QAT INT8 IR (NNCF placement)"] = res.openvino_int8
+            models["QAT INT8 IR, QAT placement (qat_int8_convs)"] = res.openvino_int8_convs
     if report:
         from .report import markdown_table, measure_all
 

@@ -287,9 +287,13 @@ def trained_float_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[s
     Each convolution's pre-activation quantizer becomes the Clip to its range (:func:`clip_conv_outputs`: the
     saturation the network trained with, which OpenVINO fuses into the convolution), every other Q/DQ pair is taken
     out (:func:`strip_qdq`) and every weight stays at its QAT integer times its QAT scale. Without the Clips the
-    activations run away (a 5-epoch QAT run's plain float graph scored 0.03 mAP50-95, :func:`saturating_copy`)."""
-    model, _ = clip_conv_outputs(model)
+    activations run away (a 5-epoch QAT run's plain float graph scored 0.03 mAP50-95, :func:`saturating_copy`).
+    A file without pre-activation quantizers (QAT's ``nncf`` placement: the quantizers sit after the activations)
+    keeps the saturation of every activation it quantized instead."""
+    model, clipped = clip_conv_outputs(model)
     model, overrides, _ = strip_qdq(model)
+    if not clipped:
+        model = saturating_copy(model, overrides)
     return model, overrides
 
 
