@@ -124,6 +124,28 @@ def test_int8_export_is_end_to_end_with_the_decode_float(exported):
     assert exported.kernels["int8"] >= 0.9 * exported.kernels["convs"] and exported.kernels["int8_mac_share"] > 0.9
 
 
+def test_qat_of_a_validated_yolo26_trains_both_branches_and_exports_nms_free(data, tmp_path):
+    """A trained YOLO26 checkpoint has its head set to end-to-end inference (Ultralytics' validator does so), and
+    Ultralytics' fuse then drops the one-to-many branch. QAT keeps both (the detection loss trains both), exports the
+    one-to-one branch NMS-free as the PTQ path does, and runs every convolution outside the decode in INT8."""
+    from yolo_kd.prune.pruner import save_pruned_checkpoint
+    from yolo_kd.quantize.onnx_graph import kernel_share
+    from yolo_kd.quantize.qat import run_qat
+
+    model = _lively_yolo26n()
+    model.end2end = True
+    pt = save_pruned_checkpoint(model, tmp_path / "yolo26n.pt", {"imgsz": IMGSZ})
+    res = run_qat(pt, data, teacher=pt, epochs=1, imgsz=IMGSZ, batch=16, device="cpu", calib_images=4,
+                  backend="onnxruntime", save_dir=tmp_path / "qat", report=False, ptq=False, workers=0, fraction=0.25,
+                  seed=0, verbose=False)
+    head = torch.load(str(res.best), weights_only=False)["model"].model[-1]
+    assert head.cv2 is not None and head.one2one_cv2 is not None
+    out = onnx.load(str(res.int8_onnx)).graph.output[0]
+    assert [d.dim_value for d in out.type.tensor_type.shape.dim] == [1, 84, 6]
+    share = kernel_share(res.int8_onnx)
+    assert share.n_int8 == share.n_conv - 6  # the one-to-one branch's six output convs stay float
+
+
 def test_end2end_choice(model_pt, data, tmp_path):
     from yolo_kd.quantize.ptq import export_int8
 

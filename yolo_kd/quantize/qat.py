@@ -91,6 +91,19 @@ def calibration_batches(data: str, n: int, imgsz: int) -> list[torch.Tensor]:
     return [torch.from_numpy(letterbox_tensor(cv2.imread(str(f)), imgsz)) for f in calibration_images(data, n, imgsz)]
 
 
+def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with batch norm folded into the convolutions (Ultralytics' ``fuse``, as the exported graph has it),
+    every head branch kept: Ultralytics' fuse also drops the branch inference does not use, and an end-to-end head
+    (YOLO26) trains both."""
+    head = model.model[-1]
+    head.fuse = lambda: None  # an instance attribute hides the head's own fuse for this call only
+    try:
+        model.fuse(verbose=False)
+    finally:
+        del head.fuse
+    return model
+
+
 def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor], placement: str = "conv") -> torch.nn.Module:
     """A fake-quantized copy of ``model``: batch norm folded, every convolution outside the decode fake-quantized
     with the activation quantizers of ``placement`` (:data:`~yolo_kd.quantize.fake_quant.PLACEMENTS`), activation
@@ -98,8 +111,7 @@ def prepare_qat(model: torch.nn.Module, images: list[torch.Tensor], placement: s
     weights while training."""
     if is_qat(model):
         raise KDError("the model is fake-quantized already (a QAT checkpoint): pass its FP32 parent, or --resume its run")
-    model = copy.deepcopy(model).float().eval()
-    model.fuse(verbose=False)  # BN folded into the convs, as the exported graph has it
+    model = fold_batch_norm(copy.deepcopy(model).float().eval())
     n_q, n_float = insert_fake_quant(model, placement)
     device = next(model.parameters()).device
     set_fake_quant(model, False)
@@ -123,13 +135,15 @@ def freeze(model: torch.nn.Module) -> torch.nn.Module:
 # ------------------------------------------------------------------------------------------------ export
 def export_qat_onnx(best: str | Path, out: str | Path, imgsz: int) -> Path:
     """The fake-quantized checkpoint ``best`` as a QDQ INT8 ONNX at ``out`` (Ultralytics' exporter, batch 1, static
-    shape, onnxslim, metadata), observers frozen first so the file holds exactly the trained scales."""
+    shape, onnxslim, metadata), observers frozen first so the file holds exactly the trained scales. A model with a
+    one-to-one head (YOLO26) is exported NMS-free (top-k ``(1, K, 6)`` rows), as ``tools/export_int8.py`` does."""
     from ultralytics.nn.tasks import load_checkpoint  # noqa: F401 (the checkpoint holds yolo_kd's QAT modules)
 
     ckpt = torch.load(str(best), map_location="cpu", weights_only=False)
     model = (ckpt.get("ema") or ckpt["model"]).float()
     if not is_qat(model):
         raise KDError(f"'{best}' holds no fake-quantized model: pass a yolo_kd QAT checkpoint")
+    end2end = getattr(model.model[-1], "one2one_cv2", None) is not None  # NMS-free, as the PTQ path exports YOLO26
     ckpt = {**ckpt, "model": freeze(model), "ema": None, "optimizer": None}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +152,8 @@ def export_qat_onnx(best: str | Path, out: str | Path, imgsz: int) -> Path:
         torch.save(ckpt, frozen)
         with warnings.catch_warnings():  # the fake quantizers' enabled-flags are constants of the trace, as meant
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            export_copy(frozen, out, format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1)
+            export_copy(frozen, out, format="onnx", imgsz=imgsz, simplify=True, dynamic=False, batch=1,
+                        **({"nms": False} if end2end else {}))
     fold_weight_quantization(out)
     return out
 
@@ -376,6 +391,6 @@ def export_and_report(best: Path, parent: Path, data: str, imgsz: int, calib_ima
     return res
 
 
-__all__ = ["QATResult", "prepare_qat", "calibration_images", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_int8", "convs_file",
+__all__ = ["QATResult", "fold_batch_norm", "prepare_qat", "calibration_images", "calibration_batches", "freeze", "export_qat_onnx", "export_qat_int8", "convs_file",
            "export_qat_openvino", "export_qat_openvino_nncf",
            "run_qat", "export_and_report"]
