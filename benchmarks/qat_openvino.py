@@ -14,6 +14,9 @@ For each ``tools/qat.py`` run folder (``qat.yaml``, ``train/weights/best.pt``), 
 - with ``--nncf-runs``, ``QAT trained in NNCF placement``: what ``tools/qat.py --placement nncf`` writes as
   ``qat_int8_openvino_model/`` (its own quantizers, :func:`yolo_kd.quantize.qat.export_qat_openvino`).
 
+The runs' own onnxruntime files (``qat_int8.onnx``, as ``tools/qat.py`` wrote them) are validated too, in a second
+table, when every run has one.
+
 Each is validated on the val split (Ultralytics' validator, batch 1). Then the first run's three IRs and its parent's
 FP32 IR are exported again at ``--lat-imgsz`` and timed in turns in one process (:mod:`yolo_kd.quantize.report`).
 Writes ``<out>/qat_openvino.md`` and ``.json``.
@@ -93,6 +96,11 @@ def main() -> None:
             irs[TRAINED_NNCF] = build_trained_nncf(a.nncf_runs[k], a.out / f"run{k}_{a.imgsz}", a.imgsz)
         for arm in arms:
             maps[arm].append(100 * onnx_map(irs[arm], data, a.imgsz)[1])
+    ort_files = {"qat_int8.onnx, conv placement": [r / "qat_int8.onnx" for r in a.runs]}
+    if a.nncf_runs:
+        ort_files["qat_int8.onnx, trained in NNCF placement"] = [r / "qat_int8.onnx" for r in a.nncf_runs]
+    ort_maps = {name: [100 * onnx_map(f, data_of(r), a.imgsz)[1] for f, r in zip(files, a.runs)]
+                for name, files in ort_files.items() if all(f.is_file() for f in files)}
     lines = [f"| IR | {' | '.join('/'.join(r.parts[-2:]) for r in a.runs)} | mean | − QAT placement |", "|---" * (len(a.runs) + 3) + "|"]
     for arm in arms:
         m = maps[arm]
@@ -104,12 +112,16 @@ def main() -> None:
     rounds = [measure_all({"FP32 IR (parent)": irs["FP32 IR (parent)"], **{arm: irs[arm] for arm in arms}}, data_of(a.runs[0]),
                           a.lat_imgsz, threads=a.threads, latency_seconds=a.seconds, with_map=False)
               for _ in range(a.repeats)]
+    if ort_maps:
+        lines += ["", f"onnxruntime files, mAP50-95 (points) at {a.imgsz} px, val split:", "",
+                  f"| file | {' | '.join('/'.join(r.parts[-2:]) for r in a.runs)} | mean |", "|---" * (len(a.runs) + 2) + "|"]
+        lines += [f"| {name} | {' | '.join(f'{v:.2f}' for v in m)} | {statistics.mean(m):.2f} |" for name, m in ort_maps.items()]
     table = (f"mAP50-95 (points) at {a.imgsz} px, val split:\n\n" + "\n".join(lines)
              + "".join(f"\n\nLatency of {a.runs[0]}'s IRs at {a.lat_imgsz} px, {a.threads} threads, in turns, round "
                        f"{k + 1} of {a.repeats}:\n\n" + markdown_table(rows) for k, rows in enumerate(rounds)))
     write_text_atomic(a.out / "qat_openvino.md", table + "\n")
     write_json_atomic(a.out / "qat_openvino.json", {"runs": [str(r) for r in a.runs], "nncf_runs": [str(r) for r in a.nncf_runs],
-                                                    "imgsz": a.imgsz, "map50_95": maps,
+                                                    "imgsz": a.imgsz, "map50_95": maps, "onnxruntime_map50_95": ort_maps,
                                                     "latency": [[r.to_dict() for r in rows] for rows in rounds]})
     print(table)
 
