@@ -17,7 +17,9 @@
    into its INT8 convolutions, so it runs as fast as NNCF's PTQ IR (measured 0.99-1.03x; docs/int8.md).
    ``qat_int8_convs_openvino_model/``: ``qat_int8_convs.onnx`` itself (OpenVINO turns its Q/DQ pairs into
    FakeQuantize), every quantizer where QAT trained it: the most accurate (+0.32 mAP50-95 over 3 seeds) and about
-   1.2x slower, because QAT quantizes where a convolution reads and OpenVINO fuses quantizers where one writes;
+   1.2x slower, because QAT quantizes where a convolution reads and OpenVINO fuses quantizers where one writes.
+   A run trained with ``placement="nncf"`` has its quantizers where OpenVINO fuses them already: its
+   ``qat_int8_convs.onnx`` is the IR ``qat_int8_openvino_model/`` as it is (measured 0.99-1.01x NNCF PTQ's latency);
 4. the parent (the model QAT started from) as FP32 ONNX and as PTQ INT8 ONNX (:func:`yolo_kd.quantize.ptq.export_int8`),
    on the same calibration images, and the side-by-side report (:mod:`yolo_kd.quantize.report`: size, INT8
    share, latency, mAP50-95 of every file, validated the same way).
