@@ -118,13 +118,12 @@ def decode_inputs(model: nn.Module) -> set[int]:
     return found
 
 
-def _wrap_outputs(model: nn.Module, wanted) -> int:
+def _wrap_outputs(model: nn.Module, wanted) -> None:
     """Wrap every child module ``m`` of ``model`` with ``wanted(m)`` in a :class:`FakeQuantOutput`, in place."""
     targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
                if wanted(child)]
     for parent, name, child in targets:
         setattr(parent, name, FakeQuantOutput(child))
-    return len(targets)
 
 
 def insert_fake_quant(model: nn.Module, placement: str = "conv") -> tuple[int, int]:
@@ -169,10 +168,5 @@ def is_qat(model: nn.Module) -> bool:
     return any(isinstance(m, QATConv2d) for m in model.modules())
 
 
-def placement_of(model: nn.Module) -> str:
-    """The :data:`PLACEMENTS` entry of a fake-quantized ``model``."""
-    return "nncf" if any(isinstance(m, FakeQuantOutput) for m in model.modules()) else "conv"
-
-
 __all__ = ["PLACEMENTS", "QATConv2d", "FakeQuantOutput", "activation_fq", "weight_fq", "decode_convs", "decode_inputs",
-           "insert_fake_quant", "set_observers", "set_fake_quant", "quantizers", "is_qat", "placement_of"]
+           "insert_fake_quant", "set_observers", "set_fake_quant", "quantizers", "is_qat"]
