@@ -1,5 +1,6 @@
-"""QAT (issue 16): fake quantization placed for onnxruntime's INT8 kernels, fine-tuned through the distillation
-trainer (with and without teacher), exported to a QDQ ONNX that computes what the fake-quantized model computes."""
+"""QAT (issue 16): fake quantization placed for onnxruntime's INT8 kernels (or, ``placement="nncf"``, where OpenVINO
+fuses it), fine-tuned through the distillation trainer (with and without teacher), exported to a QDQ ONNX that
+computes what the fake-quantized model computes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The rest of the chain for YOLO26: a pruned student stays loadable, exportable and NMS-free; INT8 export keeps the
-end-to-end top-k decode float (found from the graph) and runs INT8 kernels; the torch-free runtime decodes the
-end-to-end output exactly as ``YOLO(onnx).predict``."""
+end-to-end top-k decode float (found from the graph) and runs INT8 kernels; QAT trains both head branches and exports
+NMS-free; the torch-free runtime decodes the end-to-end output exactly as ``YOLO(onnx).predict``."""
 
 from __future__ import annotations
 
