@@ -107,6 +107,11 @@ def detect_head(model: nn.Module) -> nn.Module | None:
     return head if isinstance(head, Detect) and type(head).__name__ in {"Detect", "v10Detect"} else None
 
 
+def has_one2one(head: nn.Module) -> bool:
+    """Whether a Detect ``head`` has an NMS-free one-to-one branch (YOLO26, YOLOv10)."""
+    return getattr(head, "one2one_cv2", None) is not None
+
+
 def check_detection_model(model: nn.Module, what: str) -> None:
     """Raise one clear line unless ``model`` is an Ultralytics detection model (plain Detect head)."""
     if detect_head(model) is None:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from ..core.checkpoints import detect_head
+from ..core.checkpoints import detect_head, has_one2one
 from .config import KDConfig
 from .losses import anchor_weight
 from .schedule import for_run
@@ -68,10 +68,6 @@ def branch_gains(model: nn.Module) -> tuple[float, float]:
     return (float(o2m), float(o2o)) if o2m is not None and o2o is not None else (1.0, 1.0)
 
 
-def _has_one2one(head: nn.Module) -> bool:
-    return getattr(head, "one2one_cv2", None) is not None
-
-
 def _probe_channels(model: nn.Module, size: int) -> list[int]:
     """Channels of the Detect head's inputs, from a blank image, without touching BN statistics."""
     was_training = model.training
@@ -106,7 +102,7 @@ class KDModel(nn.Module):
         s_head, t_head = detect_head(student), teacher.head
         self.reg_max, self.teacher_reg_max = int(s_head.reg_max), int(t_head.reg_max)
         #: class and box terms also run on the one-to-one branch (both heads end-to-end and ``one2one`` > 0)
-        self.distil_one2one = _has_one2one(s_head) and _has_one2one(t_head) and config.one2one > 0
+        self.distil_one2one = has_one2one(s_head) and has_one2one(t_head) and config.one2one > 0
         self.skipped = {}
         enabled = []
         for term in TERMS:
@@ -146,8 +142,8 @@ class KDModel(nn.Module):
             dfl = " (a DFL head's distance is its expected bin)" if max(self.reg_max, self.teacher_reg_max) > 1 else ""
             LOGGER.info(f"yolo_kd: box distillation on side distances ({self.kd_config.box_loss}): teacher reg_max "
                         f"{self.teacher_reg_max}, student reg_max {self.reg_max}{dfl}")
-        if _has_one2one(s_head) and not self.distil_one2one:
-            why = "one2one is 0" if _has_one2one(t_head) else "the teacher has no one-to-one branch"
+        if has_one2one(s_head) and not self.distil_one2one:
+            why = "one2one is 0" if has_one2one(t_head) else "the teacher has no one-to-one branch"
             LOGGER.info(f"yolo_kd: the student's one-to-one (NMS-free) branch learns from the labels only ({why})")
 
     @property

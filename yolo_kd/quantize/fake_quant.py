@@ -86,17 +86,29 @@ def quantizers(model: nn.Module) -> Iterable[tuple[str, FakeQuantize]]:
     return ((n, m) for n, m in model.named_modules() if isinstance(m, FakeQuantize))
 
 
+def _head_branches(model: nn.Module) -> Iterable[nn.Module]:
+    """Every box/class branch of the head: ``cv2.i``/``cv3.i``, and YOLO26's ``one2one_cv2``/``one2one_cv3``."""
+    head = model.model[-1]
+    for attr in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+        yield from getattr(head, attr, None) or []
+
+
+def _children(model: nn.Module, wanted) -> list[tuple[nn.Module, str, nn.Module]]:
+    """(parent, name, child) of every child module of ``model`` that ``wanted(child)`` selects."""
+    return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if wanted(child)]
+
+
 def decode_convs(model: nn.Module) -> set[int]:
     """ids of the convolutions of the detection decode: the last conv of every box/class branch of the head
-    (``cv2.i``/``cv3.i``, and YOLO26's ``one2one_cv2``/``one2one_cv3``) and the DFL conv."""
+    (:func:`_head_branches`) and the DFL conv."""
     head = model.model[-1]
     found = set()
-    for attr in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
-        for branch in getattr(head, attr, None) or []:
-            last = branch[-1] if isinstance(branch, nn.Sequential) else branch
-            conv = getattr(last, "conv", last)
-            if isinstance(conv, nn.Conv2d):
-                found.add(id(conv))
+    for branch in _head_branches(model):
+        last = branch[-1] if isinstance(branch, nn.Sequential) else branch
+        conv = getattr(last, "conv", last)
+        if isinstance(conv, nn.Conv2d):
+            found.add(id(conv))
     dfl = getattr(head, "dfl", None)
     if isinstance(dfl, nn.Module):
         found |= {id(m) for m in dfl.modules() if isinstance(m, nn.Conv2d)}
@@ -108,22 +120,12 @@ def decode_inputs(model: nn.Module) -> set[int]:
     output convolution."""
     from ultralytics.nn.modules import Conv
 
-    head = model.model[-1]
     found = set()
-    for attr in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
-        for branch in getattr(head, attr, None) or []:
-            if isinstance(branch, nn.Sequential) and len(branch) > 1:
-                blocks = [m for m in branch[:-1].modules() if isinstance(m, Conv)]
-                found |= {id(blocks[-1])} if blocks else set()
+    for branch in _head_branches(model):
+        if isinstance(branch, nn.Sequential) and len(branch) > 1:
+            blocks = [m for m in branch[:-1].modules() if isinstance(m, Conv)]
+            found |= {id(blocks[-1])} if blocks else set()
     return found
-
-
-def _wrap_outputs(model: nn.Module, wanted) -> None:
-    """Wrap every child module ``m`` of ``model`` with ``wanted(m)`` in a :class:`FakeQuantOutput`, in place."""
-    targets = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-               if wanted(child)]
-    for parent, name, child in targets:
-        setattr(parent, name, FakeQuantOutput(child))
 
 
 def insert_fake_quant(model: nn.Module, placement: str = "conv") -> tuple[int, int]:
@@ -132,8 +134,7 @@ def insert_fake_quant(model: nn.Module, placement: str = "conv") -> tuple[int, i
     if placement not in PLACEMENTS:
         raise ValueError(f"unknown QAT placement {placement!r}: choose one of {', '.join(PLACEMENTS)}")
     skip = decode_convs(model)
-    convs = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
-             if type(child) is nn.Conv2d and id(child) not in skip]
+    convs = _children(model, lambda m: type(m) is nn.Conv2d and id(m) not in skip)
     for k, (parent, name, child) in enumerate(convs):
         both = placement == "conv"  # nncf: the weights here; the image at the first convolution
         setattr(parent, name, QATConv2d.from_float(child, inputs=both or k == 0, outputs=both))
@@ -143,7 +144,9 @@ def insert_fake_quant(model: nn.Module, placement: str = "conv") -> tuple[int, i
 
         quiet = decode_inputs(model)
         blocks = [m for m in model.modules() if isinstance(m, Conv) and id(m) not in quiet]
-        _wrap_outputs(model, lambda m: isinstance(m, (Bottleneck, PSABlock)) and getattr(m, "add", False))
+        residual = _children(model, lambda m: isinstance(m, (Bottleneck, PSABlock)) and getattr(m, "add", False))
+        for parent, name, child in residual:
+            setattr(parent, name, FakeQuantOutput(child))
         for block in blocks:
             block.act = FakeQuantOutput(block.act)
     return len(convs), len(skip)

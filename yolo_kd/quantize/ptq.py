@@ -176,8 +176,9 @@ def export_fp32(yolo, out: str | Path, imgsz: int, opset: int | None = None, end
 
 def has_one2one(yolo) -> bool:
     """Whether the model's head has an NMS-free one-to-one branch (YOLO26, YOLOv10)."""
-    head = yolo.model.model[-1]
-    return getattr(head, "one2one_cv2", None) is not None
+    from ..core.checkpoints import has_one2one as head_has_one2one
+
+    return head_has_one2one(yolo.model.model[-1])
 
 
 def resolve_end2end(yolo, end2end: bool | None, model: str | Path = "model") -> bool:

@@ -40,7 +40,7 @@ from typing import Any
 import torch
 import yaml
 
-from ..core.checkpoints import checked_checkpoint_path, export_copy, load_checkpoint_model
+from ..core.checkpoints import checked_checkpoint_path, export_copy, has_one2one, load_checkpoint_model
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.log import LOGGER
@@ -145,7 +145,7 @@ def export_qat_onnx(best: str | Path, out: str | Path, imgsz: int) -> Path:
     model = (ckpt.get("ema") or ckpt["model"]).float()
     if not is_qat(model):
         raise KDError(f"'{best}' holds no fake-quantized model: pass a yolo_kd QAT checkpoint")
-    end2end = getattr(model.model[-1], "one2one_cv2", None) is not None  # NMS-free, as the PTQ path exports YOLO26
+    end2end = has_one2one(model.model[-1])  # NMS-free, as the PTQ path exports YOLO26
     ckpt = {**ckpt, "model": freeze(model), "ema": None, "optimizer": None}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
