@@ -166,7 +166,7 @@ def test_compare_key_value_equals_flags_and_conflicts(capsys):
 def test_compare_kd_settings_reach_the_kd_runs(tmp_path):
     args = parse_args(compare.build_parser(), ["data=d.yaml", "kd_cls=0.5", "kd_feat_loss=mse"], passthrough=True).args
     cfg = yaml.safe_load(Path(compare._kd_cfg(args, tmp_path)).read_text())
-    assert (cfg["cls"], cfg["feat_loss"], cfg["box"]) == (0.5, "mse", 1.0)  # the given settings over the defaults
+    assert (cfg["cls"], cfg["feat_loss"], cfg["box"]) == (0.5, "mse", "auto")  # the given settings over the defaults
     with pytest.raises(KDError, match="unknown feature distillation loss 'nope'"):
         compare._kd_cfg(parse_args(compare.build_parser(), ["data=d.yaml", "kd_feat_loss=nope"]).args, tmp_path)
 

@@ -3,8 +3,8 @@
 import pytest
 
 from yolo_kd.distill.config import load_kd_config
-from yolo_kd.distill.schedule import (distill_multiplier, distilled_epochs, effective_temperature, fine_tune_temperature,
-                                      for_run, temperature_note, until_note)
+from yolo_kd.distill.schedule import (box_note, distill_multiplier, distilled_epochs, effective_box, effective_temperature,
+                                      fine_tune_settings, for_run, temperature_note, until_note)
 from yolo_kd.core.errors import KDError
 
 
@@ -170,9 +170,29 @@ def test_temperature_auto_is_4_on_short_runs_and_2_on_long_ones():
         load_kd_config(temperature="warm")
 
 
-def test_fine_tunes_settle_auto_at_the_measured_t2_unless_a_temperature_is_named(tmp_path):
-    assert fine_tune_temperature(None, {"epochs": 10, "kd_cls": 0.5}) == {"kd_temperature": 2.0}
-    assert fine_tune_temperature(None, {"kd_temperature": 4}) == {}  # a flag wins
+def test_box_auto_weighs_box_distillation_16_with_the_auto_temperature_on_short_and_long_runs():
+    auto = load_kd_config()
+    assert auto.box == "auto" and load_kd_config(box="AUTO").box == "auto" and auto.to_dict()["box"] == "auto"
+    assert [effective_box("auto", e) for e in (10, 40, 59, 60, 239)] == [1.0, 1.0, 1.0, 4.0, 4.0]
+    assert effective_box("auto", None) == 4.0 and effective_box(2, 100) == 2.0 and effective_box(0, 10) == 0.0  # unknown length; explicit
+    for epochs in (40, 100):
+        run = for_run(auto, epochs)
+        assert run.temperature ** 2 * run.box == 16.0 and run.cls == auto.cls == 1.0 and run.feat == 1.0
+        assert run.to_dict()["box"] == run.box and auto.weights["box"] == "auto"  # the run's copy is settled, the config is not
+    assert for_run(load_kd_config(box=0.5), 100).box == 0.5
+    note = box_note(100, "auto")
+    assert "weighs box distillation 4 in this 100-epoch run" in note and "\n" not in note
+    assert "distillation 1 in this 40-epoch" in box_note(40, "auto") and box_note(100, 1.0) is None
+    with pytest.raises(KDError, match="'box' must be a number or auto"):
+        load_kd_config(box="strong")
+    with pytest.raises(KDError, match="'cls' must be a number, got 'auto'"):  # only the measured weight has a rule
+        load_kd_config(cls="auto")
+
+
+def test_fine_tunes_settle_auto_at_the_measured_t2_and_box_1_unless_a_value_is_named(tmp_path):
+    assert fine_tune_settings(None, {"epochs": 10, "kd_cls": 0.5}) == {"kd_temperature": 2.0, "kd_box": 1.0}
+    assert fine_tune_settings(None, {"kd_temperature": 4}) == {"kd_box": 1.0}  # a flag wins
+    assert fine_tune_settings(None, {"kd_temperature": 4, "kd_box": 2}) == {}
     f = tmp_path / "kd.yaml"
-    f.write_text("temperature: 3\n")
-    assert fine_tune_temperature(f, {}) == {} and fine_tune_temperature({"temperature": 1.5}, {}) == {}  # so does a file
+    f.write_text("temperature: 3\nbox: 0.5\n")
+    assert fine_tune_settings(f, {}) == {} and fine_tune_settings({"temperature": 1.5}, {}) == {"kd_box": 1.0}  # so does a file

@@ -3,6 +3,8 @@ resume, zero terms when it equals the student, carried through the DDP launcher.
 
 from __future__ import annotations
 
+import math
+
 import cloudpickle
 import pytest
 import torch
@@ -114,7 +116,8 @@ def test_self_distillation_refreshes_on_schedule_saves_the_student_and_resumes(t
     assert all(v > 0 for v in seen[2][2]), "distillation from the first snapshot on"
     assert seen[1][0] == seen[0][0] and not seen[1][1], "epoch 1: no refresh (every 2), the EMA has moved on"
     assert seen[2][0] != seen[0][0] and seen[2][1], "epoch 2: a new snapshot of the EMA"
-    assert yaml.safe_load((tmp_path / "self" / "kd.yaml").read_text())["teacher"] == SELF
+    kd_yaml = yaml.safe_load((tmp_path / "self" / "kd.yaml").read_text())
+    assert kd_yaml["teacher"] == SELF and kd_yaml["box"] == 1.0  # box: auto's long-run weight is not for a self-teacher
 
     last = tmp_path / "self" / "weights" / "last.pt"
     ckpt = load_checkpoint_dict(last)
@@ -133,7 +136,7 @@ def test_self_distillation_refreshes_on_schedule_saves_the_student_and_resumes(t
         assert ck.get("ema") is None and set(ck["model"].state_dict()) == plain
         assert "yolo_kd_state" not in ck["model"].__dict__
     m = YOLO(str(tmp_path / "self" / "weights" / "best.pt")).val(data=tiny_data, imgsz=64, batch=16, device="cpu", plots=False, verbose=False)
-    assert 0 <= m.box.map <= 1
+    assert len(m.box.maps) == 4 and math.isfinite(m.box.map)  # stock Ultralytics validates every class of the student
 
 
 def test_self_teacher_travels_through_the_ddp_launcher(tiny_data, tmp_path):

@@ -59,9 +59,13 @@ class KDConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat plain dict, every key as in the YAML (YAML/pickle safe)."""
-        out = {t.weight_key: float(self.weights[t.weight_key]) for t in TERMS}
+        out = {t.weight_key: _number_or_auto(self.weights[t.weight_key]) for t in TERMS}
         out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "weights"})
         return out
+
+
+def _number_or_auto(value: float | str) -> float | str:
+    return value if value == "auto" else float(value)
 
 
 def config_keys() -> tuple[str, ...]:
@@ -82,8 +86,9 @@ def _read_yaml(path: str | Path) -> dict:
     return data
 
 
-#: settings that also take "auto", resolved per run length (``schedule.effective_until``, ``effective_temperature``)
-AUTO_KEYS = ("until", "temperature")
+#: settings that also take "auto", resolved per run length (``schedule.effective_until``, ``effective_temperature``,
+#: ``effective_box``)
+AUTO_KEYS = ("until", "temperature", "box")
 
 
 def _coerce(name: str, value: Any, kind: type) -> Any:
@@ -143,7 +148,7 @@ def load_kd_config(cfg: str | Path | Mapping | None = None, **overrides: Any) ->
     if c.teacher_precision not in TEACHER_PRECISIONS:
         raise KDError(f"unknown teacher_precision '{c.teacher_precision}': choose one of {', '.join(TEACHER_PRECISIONS)}")
     for key, w in weights.items():
-        if w < 0:
+        if w != "auto" and w < 0:
             raise KDError(f"distillation weight '{key}' is negative ({w}): use 0 to turn the term off")
     if c.one2one < 0:
         raise KDError(f"distillation weight 'one2one' is negative ({c.one2one}): use 0 to leave the one-to-one branch out")

@@ -80,21 +80,50 @@ def effective_temperature(temperature: float | str, epochs: int | None) -> float
     return float(temperature)
 
 
+#: ``box: auto`` on runs shorter than :data:`LONG_SCHEDULE_EPOCHS`, and on longer ones
+SHORT_SCHEDULE_BOX = 1.0
+LONG_SCHEDULE_BOX = 4.0
+
+
+def effective_box(box: float | str, epochs: int | None) -> float:
+    """The box distillation weight: ``box`` itself, or for ``auto`` :data:`SHORT_SCHEDULE_BOX` on runs shorter than
+    :data:`LONG_SCHEDULE_EPOCHS` and :data:`LONG_SCHEDULE_BOX` on longer ones (and when the run length is not known).
+    With ``temperature: auto`` the box term then weighs T^2 x box = 16 on both: 4^2 x 1 and 2^2 x 4.
+
+    Measured (docs/bench/pays.md, demo preset, Ultralytics' nbs=64, the 90.2 yolo11s teacher): at 239 epochs box = 4
+    beat box = 1 in every seed; at 40 epochs (bench) raising the weight at T = 2 gained nothing, and T = 4 already
+    weighs the term 16 there.
+    """
+    if box == "auto":
+        short = epochs is not None and epochs < LONG_SCHEDULE_EPOCHS
+        return SHORT_SCHEDULE_BOX if short else LONG_SCHEDULE_BOX
+    return float(box)
+
+
 def for_run(config: KDConfig, epochs: int | None) -> KDConfig:
     """``config`` with its per-run ``auto`` values settled for an ``epochs``-epoch run (``until`` is settled by
     :func:`distill_multiplier` itself, which knows the run length at every batch)."""
-    return dataclasses.replace(config, temperature=effective_temperature(config.temperature, epochs))
+    weights = {**config.weights, "box": effective_box(config.weights["box"], epochs)}
+    return dataclasses.replace(config, temperature=effective_temperature(config.temperature, epochs), weights=weights)
 
 
-def fine_tune_temperature(kd_cfg, run: dict) -> dict:
-    """``{"kd_temperature": 2.0}`` when a fine-tune of a trained model (a pruning step, QAT) would otherwise settle
-    ``temperature: auto`` by its own short length: those fine-tunes were measured with T = 2 (docs/pruning.md,
-    docs/int8.md), and ``auto``'s T = 4 was measured for training from scratch. Empty when ``kd_cfg`` or ``run``'s
-    ``kd_temperature`` names a number."""
+def for_self_teacher(config: KDConfig) -> KDConfig:
+    """``config`` with ``box: auto`` settled at :data:`SHORT_SCHEDULE_BOX` for online self-distillation: the long-run
+    weight was measured with a separate, stronger teacher, and a self-teacher's boxes are the student's own."""
+    if config.weights["box"] != "auto":
+        return config
+    return dataclasses.replace(config, weights={**config.weights, "box": SHORT_SCHEDULE_BOX})
+
+
+def fine_tune_settings(kd_cfg, run: dict) -> dict:
+    """The settings a fine-tune of a trained model (a pruning step, QAT) distils with where ``kd_cfg`` and ``run`` leave
+    them ``auto``: ``{"kd_temperature": 2.0, "kd_box": 1.0}``. Those fine-tunes were measured with T = 2 and box = 1
+    (docs/pruning.md, docs/int8.md); ``auto``'s values were measured for training from scratch and would otherwise
+    be settled by the fine-tune's own length. A setting that ``kd_cfg`` or ``run`` names as a number is left out."""
     settings = {k[3:]: v for k, v in run.items() if k.startswith("kd_") and k != "kd_cfg"}
-    if load_kd_config(kd_cfg, **settings).temperature != "auto":
-        return {}
-    return {"kd_temperature": LONG_SCHEDULE_TEMPERATURE}
+    config = load_kd_config(kd_cfg, **settings)
+    measured = {"kd_temperature": (config.temperature, LONG_SCHEDULE_TEMPERATURE), "kd_box": (config.box, SHORT_SCHEDULE_BOX)}
+    return {key: value for key, (setting, value) in measured.items() if setting == "auto"}
 
 
 def temperature_note(epochs: int, temperature: float | str) -> str | None:
@@ -105,6 +134,14 @@ def temperature_note(epochs: int, temperature: float | str) -> str | None:
     rule = (f"{SHORT_SCHEDULE_TEMPERATURE:g} below {LONG_SCHEDULE_EPOCHS} epochs, "
             f"{LONG_SCHEDULE_TEMPERATURE:g} from {LONG_SCHEDULE_EPOCHS} on")
     return f"yolo_kd: kd_temperature=auto uses T={t:g} for this {epochs}-epoch run ({rule}; docs/bench/pays.md)"
+
+
+def box_note(epochs: int, box: float | str) -> str | None:
+    """One line naming the box weight ``auto`` chose for an ``epochs``-epoch run, else None."""
+    if box != "auto":
+        return None
+    rule = f"{SHORT_SCHEDULE_BOX:g} below {LONG_SCHEDULE_EPOCHS} epochs, {LONG_SCHEDULE_BOX:g} from {LONG_SCHEDULE_EPOCHS} on"
+    return f"yolo_kd: kd_box=auto weighs box distillation {effective_box(box, epochs):g} in this {epochs}-epoch run ({rule}; docs/bench/pays.md)"
 
 
 def until_note(epochs: int, until: float | str, every: int = 1) -> str | None:

@@ -10,7 +10,7 @@ from typing import Any
 from ultralytics.utils import LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from .schedule import temperature_note, until_note
+from .schedule import box_note, temperature_note, until_note
 from .self_teacher import SELF
 
 
@@ -28,9 +28,10 @@ class KDSettings:
             hint = until_note(int(trainer.epochs), self.config.get("until", 1.0), int(self.config.get("every", 1)))
             if hint and self.teacher != SELF:
                 LOGGER.info(hint)
-            hint = temperature_note(int(trainer.epochs), self.config.get("temperature", 2.0))
-            if hint:
-                LOGGER.info(hint)
+            for hint in (temperature_note(int(trainer.epochs), self.config.get("temperature", 2.0)),
+                         box_note(int(trainer.epochs), self.config.get("box", 1.0))):
+                if hint:
+                    LOGGER.info(hint)
 
 
 def pop_kd_overrides(overrides: dict[str, Any]) -> tuple[str | None, Any, dict[str, Any]]:

@@ -24,7 +24,7 @@ from ..core.errors import KDError
 from ..core.files import write_text_atomic
 from .config import KDConfig, load_kd_config
 from .model import KD_TERMS, SCALE_KEY, KDModel
-from .schedule import distill_multiplier
+from .schedule import distill_multiplier, for_self_teacher
 from .capacity import cost_note, gap_warning, pair_size
 from .checkpointing import KDCheckpointing, kd_state_of, saved_kd_state
 from .self_teacher import SELF, is_self, refresh_due, self_multiplier, snapshot_teacher
@@ -56,6 +56,7 @@ class KDTrainer(KDCheckpointing, DetectionTrainer):
         teacher = teacher or saved.get("teacher")
         # validate everything we can before Ultralytics creates the run folder
         config = load_kd_config(kd_cfg if kd_cfg is not None else saved.get("config"), **kd)
+        config = for_self_teacher(config) if is_self(teacher) else config
         # "self": a snapshot of the student, taken when it is wrapped (set_model_attributes) and refreshed from its EMA
         self.teacher = Teacher.load(teacher, config.teacher_precision) if teacher and not is_self(teacher) else None
         try:

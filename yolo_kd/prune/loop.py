@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from ..core.checkpoints import load_checkpoint_model, load_yolo
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
-from ..distill.schedule import fine_tune_temperature
+from ..distill.schedule import fine_tune_settings
 from .fade import ChannelFade
 from .pruner import (check_prunable, check_prune_args, count_params, model_gflops, prune_model, save_pruned_checkpoint,
                      zeroed_channels)
@@ -163,7 +163,7 @@ def prune_iteratively(
     close_mosaic = int(train_overrides.pop("close_mosaic", DEFAULT_CFG.close_mosaic) or 0)
     ft_args = {"epochs": epochs_per_step, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
                "project": str(save_dir), "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
-    ft_args.update(fine_tune_temperature(kd_cfg, ft_args))
+    ft_args.update(fine_tune_settings(kd_cfg, ft_args))
 
     base = StepResult(0, 1.0, count_params(model), model_gflops(model, flops_imgsz), None,
                       _val_map(model_path, data, imgsz, batch, device, save_dir), str(Path(model_path).resolve()))

@@ -44,7 +44,7 @@ from ..core.checkpoints import checked_checkpoint_path, export_copy, has_one2one
 from ..core.errors import KDError
 from ..core.files import write_json_atomic, write_text_atomic
 from ..core.log import LOGGER
-from ..distill.schedule import fine_tune_temperature
+from ..distill.schedule import fine_tune_settings
 from .fake_quant import PLACEMENTS, insert_fake_quant, is_qat, set_fake_quant, set_observers
 from .qat_graph import Completion, complete_for_onnxruntime
 
@@ -336,7 +336,7 @@ def run_qat(model: str | Path | None, data: str | Path | None, teacher: str | Pa
         qmodel = prepare_qat(parent, calibration_batches(data, calib_images, imgsz), placement)
         run = {"epochs": epochs, "imgsz": imgsz, "batch": batch, "device": device, "plots": False,
                "project": str(save_dir), "name": "train", "exist_ok": True, **FINETUNE_DEFAULTS, **train_overrides}
-        run.update(fine_tune_temperature(kd_cfg, run))
+        run.update(fine_tune_settings(kd_cfg, run))
         train(qmodel, teacher=teacher, data=data, kd_cfg=kd_cfg, **run)
     best = run_dir / "weights" / "best.pt"
     if not best.is_file():
