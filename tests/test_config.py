@@ -175,6 +175,7 @@ def test_box_auto_weighs_box_distillation_16_with_the_auto_temperature_on_short_
     assert auto.box == "auto" and load_kd_config(box="AUTO").box == "auto" and auto.to_dict()["box"] == "auto"
     assert [effective_box("auto", e) for e in (10, 40, 59, 60, 239)] == [1.0, 1.0, 1.0, 4.0, 4.0]
     assert effective_box("auto", None) == 4.0 and effective_box(2, 100) == 2.0 and effective_box(0, 10) == 0.0  # unknown length; explicit
+    assert effective_box("auto", 239, "distance") == 1.0 and for_run(auto, 239, "distance").box == 1.0  # no T^2 to match
     for epochs in (40, 100):
         run = for_run(auto, epochs)
         assert run.temperature ** 2 * run.box == 16.0 and run.cls == auto.cls == 1.0 and run.feat == 1.0
@@ -183,6 +184,7 @@ def test_box_auto_weighs_box_distillation_16_with_the_auto_temperature_on_short_
     note = box_note(100, "auto")
     assert "weighs box distillation 4 in this 100-epoch run" in note and "\n" not in note
     assert "distillation 1 in this 40-epoch" in box_note(40, "auto") and box_note(100, 1.0) is None
+    assert "distillation 1 in this 100-epoch run (1 for a box term on side distances" in box_note(100, "auto", "distance")
     with pytest.raises(KDError, match="'box' must be a number or auto"):
         load_kd_config(box="strong")
     with pytest.raises(KDError, match="'cls' must be a number, got 'auto'"):  # only the measured weight has a rule

@@ -189,3 +189,26 @@ def test_temperature_auto_follows_the_run_length(pair):
         for term in ("kd_cls", "kd_box"):
             torch.testing.assert_close(auto[term], ref[term])
     assert not torch.allclose(terms(load_kd_config(), 40)[1]["kd_cls"], terms(load_kd_config(), 100)[1]["kd_cls"])
+
+
+def test_box_auto_follows_the_run_length_and_keeps_1_for_side_distances(pair):
+    """``box: auto`` weighs the DFL-bin box term 4 on runs of 60 epochs or more (and of unknown length), 1 on shorter
+    ones; a box term on side distances (a YOLO26 teacher: no bins, no temperature) stays at 1 on any run."""
+    student, teacher = pair
+    batch = _batch(2)
+
+    def kd_box(config, epochs, t=teacher):
+        torch.manual_seed(0)
+        m = KDModel(copy.deepcopy(student), copy.deepcopy(t), config, epochs=epochs).train()
+        with torch.no_grad():
+            return m.kd_config.box, m.box_form, m(batch)[1]["kd_box"]
+
+    for epochs, weight in ((40, 1.0), (59, 1.0), (60, 4.0), (239, 4.0), (None, 4.0)):
+        box, form, auto = kd_box(load_kd_config(), epochs)
+        _, _, one = kd_box(load_kd_config(box=1), epochs)
+        assert (box, form) == (weight, "dfl") and float(one) > 0
+        torch.testing.assert_close(auto, one * weight)
+    distances = _model("yolo26n.yaml", seed=1)
+    box, form, auto = kd_box(load_kd_config(), 239, distances)
+    assert (box, form) == (1.0, "distance")
+    torch.testing.assert_close(auto, kd_box(load_kd_config(box=1), 239, distances)[2])

@@ -92,15 +92,17 @@ class KDModel(nn.Module):
 
     def __init__(self, student: nn.Module, teacher: Teacher | nn.Module, config: KDConfig, epochs: int | None = None):
         super().__init__()
-        config = for_run(config, epochs)
         teacher = teacher if isinstance(teacher, Teacher) else Teacher(teacher, config.teacher_precision)
         teacher.check_student(student)
+        s_head, t_head = detect_head(student), teacher.head
+        self.reg_max, self.teacher_reg_max = int(s_head.reg_max), int(t_head.reg_max)
+        #: ``dfl`` (KL between DFL bins) or ``distance`` (side distances): how the box term compares the two heads
+        self.box_form = box_form(self.reg_max, self.teacher_reg_max)
+        config = for_run(config, epochs, self.box_form)
         self.student_model = student
         self.kd_config = config
         device = next(student.parameters()).device
         self.__dict__["teacher"] = teacher.to(device)
-        s_head, t_head = detect_head(student), teacher.head
-        self.reg_max, self.teacher_reg_max = int(s_head.reg_max), int(t_head.reg_max)
         #: class and box terms also run on the one-to-one branch (both heads end-to-end and ``one2one`` > 0)
         self.distil_one2one = has_one2one(s_head) and has_one2one(t_head) and config.one2one > 0
         self.skipped = {}
@@ -138,7 +140,7 @@ class KDModel(nn.Module):
         """Say how the box term and the one-to-one branch are distilled when the pair is not two DFL heads."""
         from ultralytics.utils import LOGGER
 
-        if "kd_box" in self.terms and box_form(self.reg_max, self.teacher_reg_max) == "distance":
+        if "kd_box" in self.terms and self.box_form == "distance":
             dfl = " (a DFL head's distance is its expected bin)" if max(self.reg_max, self.teacher_reg_max) > 1 else ""
             LOGGER.info(f"yolo_kd: box distillation on side distances ({self.kd_config.box_loss}): teacher reg_max "
                         f"{self.teacher_reg_max}, student reg_max {self.reg_max}{dfl}")

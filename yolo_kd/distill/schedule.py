@@ -80,30 +80,32 @@ def effective_temperature(temperature: float | str, epochs: int | None) -> float
     return float(temperature)
 
 
-#: ``box: auto`` on runs shorter than :data:`LONG_SCHEDULE_EPOCHS`, and on longer ones
+#: ``box: auto`` on runs shorter than :data:`LONG_SCHEDULE_EPOCHS`, and on longer ones (DFL heads)
 SHORT_SCHEDULE_BOX = 1.0
 LONG_SCHEDULE_BOX = 4.0
 
 
-def effective_box(box: float | str, epochs: int | None) -> float:
-    """The box distillation weight: ``box`` itself, or for ``auto`` :data:`SHORT_SCHEDULE_BOX` on runs shorter than
-    :data:`LONG_SCHEDULE_EPOCHS` and :data:`LONG_SCHEDULE_BOX` on longer ones (and when the run length is not known).
-    With ``temperature: auto`` the box term then weighs T^2 x box = 16 on both: 4^2 x 1 and 2^2 x 4.
+def effective_box(box: float | str, epochs: int | None, form: str = "dfl") -> float:
+    """The box distillation weight: ``box`` itself, or for ``auto`` :data:`LONG_SCHEDULE_BOX` on runs of
+    :data:`LONG_SCHEDULE_EPOCHS` or more (or of unknown length) whose box term is the KL between DFL bins (``form``
+    ``dfl``, :func:`~yolo_kd.distill.terms.box_form`), else :data:`SHORT_SCHEDULE_BOX`. That KL is scaled by T^2, so
+    with ``temperature: auto`` the term weighs 16 either way: 4^2 x 1 below 60 epochs, 2^2 x 4 from 60 on. The side
+    distance loss of heads without bins (YOLO26) has no temperature, so ``auto`` keeps it at 1.
 
-    Measured (docs/bench/pays.md, demo preset, Ultralytics' nbs=64, the 90.2 yolo11s teacher): at 239 epochs box = 4
-    beat box = 1 in every seed; at 40 epochs (bench) raising the weight at T = 2 gained nothing, and T = 4 already
-    weighs the term 16 there.
+    Measured (docs/bench/pays.md, demo preset, Ultralytics' nbs=64, yolo11s -> yolo11n): at 239 epochs box = 4 beat
+    box = 1 in every seed (+1.0, 3 seeds); at 40 epochs (bench) raising the weight at T = 2 gained nothing.
     """
     if box == "auto":
-        short = epochs is not None and epochs < LONG_SCHEDULE_EPOCHS
-        return SHORT_SCHEDULE_BOX if short else LONG_SCHEDULE_BOX
+        long = epochs is None or epochs >= LONG_SCHEDULE_EPOCHS
+        return LONG_SCHEDULE_BOX if long and form == "dfl" else SHORT_SCHEDULE_BOX
     return float(box)
 
 
-def for_run(config: KDConfig, epochs: int | None) -> KDConfig:
-    """``config`` with its per-run ``auto`` values settled for an ``epochs``-epoch run (``until`` is settled by
-    :func:`distill_multiplier` itself, which knows the run length at every batch)."""
-    weights = {**config.weights, "box": effective_box(config.weights["box"], epochs)}
+def for_run(config: KDConfig, epochs: int | None, box_form: str = "dfl") -> KDConfig:
+    """``config`` with its per-run ``auto`` values settled for an ``epochs``-epoch run whose box term has the form
+    ``box_form`` (``until`` is settled by :func:`distill_multiplier` itself, which knows the run length at every
+    batch)."""
+    weights = {**config.weights, "box": effective_box(config.weights["box"], epochs, box_form)}
     return dataclasses.replace(config, temperature=effective_temperature(config.temperature, epochs), weights=weights)
 
 
@@ -136,12 +138,14 @@ def temperature_note(epochs: int, temperature: float | str) -> str | None:
     return f"yolo_kd: kd_temperature=auto uses T={t:g} for this {epochs}-epoch run ({rule}; docs/bench/pays.md)"
 
 
-def box_note(epochs: int, box: float | str) -> str | None:
-    """One line naming the box weight ``auto`` chose for an ``epochs``-epoch run, else None."""
+def box_note(epochs: int, box: float | str, form: str = "dfl") -> str | None:
+    """One line naming the box weight ``auto`` chose for an ``epochs``-epoch run with a ``form`` box term, else None."""
     if box != "auto":
         return None
-    rule = f"{SHORT_SCHEDULE_BOX:g} below {LONG_SCHEDULE_EPOCHS} epochs, {LONG_SCHEDULE_BOX:g} from {LONG_SCHEDULE_EPOCHS} on"
-    return f"yolo_kd: kd_box=auto weighs box distillation {effective_box(box, epochs):g} in this {epochs}-epoch run ({rule}; docs/bench/pays.md)"
+    rule = (f"{SHORT_SCHEDULE_BOX:g} below {LONG_SCHEDULE_EPOCHS} epochs, {LONG_SCHEDULE_BOX:g} from {LONG_SCHEDULE_EPOCHS} on"
+            if form == "dfl" else f"{SHORT_SCHEDULE_BOX:g} for a box term on side distances")
+    return (f"yolo_kd: kd_box=auto weighs box distillation {effective_box(box, epochs, form):g} in this {epochs}-epoch run "
+            f"({rule}; docs/bench/pays.md)")
 
 
 def until_note(epochs: int, until: float | str, every: int = 1) -> str | None:

@@ -23,13 +23,14 @@ class KDSettings:
 
     def __call__(self, trainer) -> None:  # on_pretrain_routine_end: say what is being distilled
         if self.teacher and RANK in {-1, 0}:
-            terms = ", ".join(getattr(unwrap_model(trainer.model), "terms", ())) or "none"
+            model = unwrap_model(trainer.model)
+            terms = ", ".join(getattr(model, "terms", ())) or "none"
             LOGGER.info(f"yolo_kd: distilling from {self.teacher} (terms: {terms}; {self.config})")
             hint = until_note(int(trainer.epochs), self.config.get("until", 1.0), int(self.config.get("every", 1)))
             if hint and self.teacher != SELF:
                 LOGGER.info(hint)
             for hint in (temperature_note(int(trainer.epochs), self.config.get("temperature", 2.0)),
-                         box_note(int(trainer.epochs), self.config.get("box", 1.0))):
+                         box_note(int(trainer.epochs), self.config.get("box", 1.0), getattr(model, "box_form", "dfl"))):
                 if hint:
                     LOGGER.info(hint)
 
