@@ -17,6 +17,7 @@ from ultralytics.utils import DEFAULT_CFG_DICT
 from yolo_kd.core.checkpoints import load_checkpoint_dict
 from yolo_kd.distill.config import load_kd_config
 from yolo_kd.distill.model import KDModel
+from yolo_kd.distill.schedule import for_self_teacher
 from yolo_kd.distill.self_teacher import SELF, refresh_due, self_multiplier, snapshot_teacher
 from yolo_kd.distill.trainer import KDTrainer
 from yolo_kd.core.errors import KDError
@@ -45,8 +46,8 @@ def test_self_teacher_equal_to_the_student_gives_zero_terms_and_takes_no_gradien
     student = _student()
     teacher = snapshot_teacher(student)
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in student.modules())  # the student itself is untouched
-    kd = KDModel(student, teacher, load_kd_config())  # all three terms, the feature term included
-    assert set(kd.terms) == {"kd_cls", "kd_box", "kd_feat"} and not list(kd.adapters.parameters())  # identity adapters
+    kd = KDModel(student, teacher, for_self_teacher(load_kd_config()))  # all three terms, as KDTrainer sets them for "self"
+    assert kd.kd_config.box == 1.0 and set(kd.terms) == {"kd_cls", "kd_box", "kd_feat"} and not list(kd.adapters.parameters())  # identity adapters
     kd.train()
     kd.student_model.eval()  # BatchNorm on running statistics, as in the frozen teacher: the same function
     kd.training = True
