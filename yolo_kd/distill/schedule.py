@@ -48,6 +48,12 @@ LONG_SCHEDULE_EPOCHS = 60
 LONG_SCHEDULE_UNTIL = 0.5
 
 
+def is_long_run(epochs: int | None) -> bool:
+    """Whether the ``auto`` settings take their long-run values: runs of :data:`LONG_SCHEDULE_EPOCHS` or more, and
+    runs of unknown length."""
+    return epochs is None or epochs >= LONG_SCHEDULE_EPOCHS
+
+
 def effective_until(until: float | str, epochs: int) -> float:
     """The share of the epochs distilled: ``until`` itself, or for ``auto`` 1.0 on runs shorter than
     :data:`LONG_SCHEDULE_EPOCHS` and :data:`LONG_SCHEDULE_UNTIL` on longer ones.
@@ -57,7 +63,7 @@ def effective_until(until: float | str, epochs: int) -> float:
     where full distillation gave -3.0 and -0.5); on short runs (15 epochs) it gave about half the gain.
     """
     if until == "auto":
-        return LONG_SCHEDULE_UNTIL if epochs >= LONG_SCHEDULE_EPOCHS else 1.0
+        return LONG_SCHEDULE_UNTIL if is_long_run(epochs) else 1.0
     return float(until)
 
 
@@ -75,8 +81,7 @@ def effective_temperature(temperature: float | str, epochs: int | None) -> float
     (demo) and 40 (bench, Ultralytics' nbs=64: +2.9, ahead in every seed), and trailed it at 100 epochs (demo).
     """
     if temperature == "auto":
-        short = epochs is not None and epochs < LONG_SCHEDULE_EPOCHS
-        return SHORT_SCHEDULE_TEMPERATURE if short else LONG_SCHEDULE_TEMPERATURE
+        return LONG_SCHEDULE_TEMPERATURE if is_long_run(epochs) else SHORT_SCHEDULE_TEMPERATURE
     return float(temperature)
 
 
@@ -96,8 +101,7 @@ def effective_box(box: float | str, epochs: int | None, form: str = "dfl") -> fl
     box = 1 in every seed (+1.0, 3 seeds); at 40 epochs (bench) raising the weight at T = 2 gained nothing.
     """
     if box == "auto":
-        long = epochs is None or epochs >= LONG_SCHEDULE_EPOCHS
-        return LONG_SCHEDULE_BOX if long and form == "dfl" else SHORT_SCHEDULE_BOX
+        return LONG_SCHEDULE_BOX if is_long_run(epochs) and form == "dfl" else SHORT_SCHEDULE_BOX
     return float(box)
 
 
