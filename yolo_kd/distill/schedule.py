@@ -157,11 +157,11 @@ def until_note(epochs: int, until: float | str, every: int = 1) -> str | None:
     ``auto`` cutting the teacher at half time, or a long run distilled throughout by an explicit ``until``."""
     if every > 1:
         return None
-    if until == "auto" and epochs >= LONG_SCHEDULE_EPOCHS:
+    if until == "auto" and is_long_run(epochs):
         return (f"yolo_kd: kd_until=auto distils the first {LONG_SCHEDULE_UNTIL:.0%} of this {epochs}-epoch run, then trains "
                 f"without the teacher (on long runs that matched full distillation at equal epochs for less compute; "
                 f"kd_until=1.0 distils throughout; docs/bench/pays.md)")
-    if until != "auto" and float(until) >= 1 and epochs >= LONG_SCHEDULE_EPOCHS:
+    if until != "auto" and float(until) >= 1 and is_long_run(epochs):
         return (f"yolo_kd: this {epochs}-epoch run distils throughout (kd_until=1.0); on long runs kd_until=auto (the teacher "
                 f"in the first half only) matched that at equal epochs for ~15% less compute and beat plain training at "
                 f"equal compute, where full distillation did not (docs/bench/pays.md)")
