@@ -119,8 +119,9 @@ def main() -> None:
     result = {"median_ms": med, "batch": a.batch, "imgsz": a.imgsz, "amp": a.amp, "device": where, "torch": torch.__version__}
     print(json.dumps(result))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=1)
+        from yolo_kd.core.files import write_json_atomic
+
+        write_json_atomic(a.json, result)
 
 
 if __name__ == "__main__":

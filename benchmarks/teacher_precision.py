@@ -115,8 +115,9 @@ def main() -> None:
             f"{values[pr][t]:.5f} ({result['terms'][pr][t]['rel_diff']:.1e})" for pr in precisions[1:]) + " |")
     print(json.dumps(result))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(result, f, indent=1)
+        from yolo_kd.core.files import write_json_atomic
+
+        write_json_atomic(a.json, result)
 
 
 if __name__ == "__main__":

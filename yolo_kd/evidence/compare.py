@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from ..core.errors import KDError
+from ..core.files import write_json_atomic, write_text_atomic
 from .report import markdown_table, plot, summarize  # noqa: F401 (the comparison's report, as in 0.1)
 
 from ..distill.terms import ablations  # noqa: E402  (the ablation variants come from the term registry)
@@ -155,7 +156,7 @@ def _worker(spec_path: str) -> int:
         status, error = "failed", f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     spec.run_dir.mkdir(parents=True, exist_ok=True)
-    (spec.run_dir / "run_result.json").write_text(json.dumps({"status": status, "error": error, "peak_mem_gb": peak}))
+    write_json_atomic(spec.run_dir / "run_result.json", {"status": status, "error": error, "peak_mem_gb": peak})
     return 0 if status == "ok" else 1
 
 
@@ -164,7 +165,7 @@ def start_run(spec: RunSpec, log: Path | None = None) -> subprocess.Popen:
     (runs trained side by side would interleave their progress bars)."""
     spec.run_dir.mkdir(parents=True, exist_ok=True)
     spec_file = spec.run_dir / "run_spec.json"
-    spec_file.write_text(json.dumps(asdict(spec)))
+    write_text_atomic(spec_file, json.dumps(asdict(spec)))
     cmd = [sys.executable, "-m", "yolo_kd.evidence.compare", str(spec_file)]
     if log is None:
         return subprocess.Popen(cmd, env=os.environ.copy())
