@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
     p.add_argument("--amp", action="store_true", help="mixed precision for the student, as Ultralytics trains on a GPU")
     p.add_argument("--json", help="also write the medians and settings to this file")
+    p.add_argument("--only", help="comma-separated set-ups to time besides vanilla and builtin (the ratio columns), e.g. 'yolo_kd,yolo_kd mgd'")
     a = p.parse_args()
     from ultralytics.utils.torch_utils import select_device
 
@@ -75,12 +76,18 @@ def main() -> None:
         "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),  # defaults (teacher_precision auto)
         "yolo_kd fp32 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="fp32")).train(),
         "yolo_kd no feat": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat=0)).train(),
+        "yolo_kd mgd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat_loss="mgd")).train(),
         "yolo_kd share 0.5": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.5)).train(),
         "yolo_kd share 0.25": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.25)).train(),
         **({"yolo_kd bf16 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="bf16")).train()}
            if device.type == "cuda" else {}),
         "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
     }
+    if a.only:
+        keep = {"vanilla", "builtin", *(v.strip() for v in a.only.split(","))}
+        if unknown := keep - set(models):
+            raise SystemExit(f"--only: unknown set-up(s) {sorted(unknown)}; choose from {sorted(models)}")
+        models = {k: m for k, m in models.items() if k in keep}
     print({k: str(m.teacher.dtype) for k, m in models.items() if isinstance(m, KDModel)})
     optims = {k: torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=1e-3) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler(device.type, enabled=a.amp and device.type == "cuda") for k in models}
