@@ -71,23 +71,26 @@ def main() -> None:
         m.args = args
         return m
 
-    models = {
-        "vanilla": fresh().train(),
-        "yolo_kd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config()).train(),  # defaults (teacher_precision auto)
-        "yolo_kd fp32 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="fp32")).train(),
-        "yolo_kd no feat": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat=0)).train(),
-        "yolo_kd mgd": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(feat_loss="mgd")).train(),
-        "yolo_kd share 0.5": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.5)).train(),
-        "yolo_kd share 0.25": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(share=0.25)).train(),
-        **({"yolo_kd bf16 teacher": KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(teacher_precision="bf16")).train()}
-           if device.type == "cuda" else {}),
-        "builtin": DistillationModel(copy.deepcopy(teacher), fresh()).train(),
+    def kd(**overrides):
+        return lambda: KDModel(fresh(), copy.deepcopy(teacher), load_kd_config(**overrides)).train()
+
+    setups = {  # built only when timed, so --only does not build the teacher copies it leaves out
+        "vanilla": lambda: fresh().train(),
+        "yolo_kd": kd(),  # defaults (teacher_precision auto)
+        "yolo_kd fp32 teacher": kd(teacher_precision="fp32"),
+        "yolo_kd no feat": kd(feat=0),
+        "yolo_kd mgd": kd(feat_loss="mgd"),
+        "yolo_kd share 0.5": kd(share=0.5),
+        "yolo_kd share 0.25": kd(share=0.25),
+        **({"yolo_kd bf16 teacher": kd(teacher_precision="bf16")} if device.type == "cuda" else {}),
+        "builtin": lambda: DistillationModel(copy.deepcopy(teacher), fresh()).train(),
     }
     if a.only:
         keep = {"vanilla", "builtin", *(v.strip() for v in a.only.split(","))}
-        if unknown := keep - set(models):
-            raise SystemExit(f"--only: unknown set-up(s) {sorted(unknown)}; choose from {sorted(models)}")
-        models = {k: m for k, m in models.items() if k in keep}
+        if unknown := keep - set(setups):
+            raise SystemExit(f"--only: unknown set-up(s) {sorted(unknown)}; choose from {sorted(setups)}")
+        setups = {k: build for k, build in setups.items() if k in keep}
+    models = {k: build() for k, build in setups.items()}
     print({k: str(m.teacher.dtype) for k, m in models.items() if isinstance(m, KDModel)})
     optims = {k: torch.optim.SGD([q for q in m.parameters() if q.requires_grad], lr=1e-3) for k, m in models.items()}
     scalers = {k: torch.amp.GradScaler(device.type, enabled=a.amp and device.type == "cuda") for k in models}
